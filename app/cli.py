@@ -1,0 +1,271 @@
+"""``fields-app``: train, export, render and evaluate neural fields from the command line.
+
+    fields-app train PRESET [--data PATH] [--steps N] [--out RUN_DIR] [--device cpu|cuda|auto]
+                            [--restart] [--section.field VALUE ...]
+    fields-app export RUN_DIR --out FILE.ply|FILE.obj [--resolution R]
+    fields-app render RUN_DIR --out FILE.png|FILE.mp4 [--mode shaded|normals|depth]
+                              [--frames K] [--size WxH]
+    fields-app eval RUN_DIR [--reference MESH] [--mesh FILE]
+    fields-app presets
+
+Any config field of the preset can be overridden after the known flags, e.g.
+``fields-app train spot-sdf --trainer.lr 5e-3 --data.batch-size 4096`` (``--help-config`` lists
+them). Errors are one line naming the file and the problem, with a non-zero exit; ``--debug``
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: expected WxH, e.g. 512x512") from None
+    if w <= 0 or h <= 0 or w > 8192 or h > 8192:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: sizes must be in 1..8192")
+    return w, h
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common.add_argument("--device", default=None, help="cpu, cuda or auto")
+
+    p = argparse.ArgumentParser(
+        prog="fields-app", description="A workbench for neural fields: fit, render, export.",
+        parents=[common],
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", parents=[common], help="fit a preset (resumes an existing --out)",
+                       description="Fit a preset. Extra --section.field VALUE flags override "
+                       "any config field (see --help-config).")
+    t.add_argument("preset", nargs="?", default=None, help="preset name (fields-app presets)")
+    t.add_argument("--data", help="input data (e.g. a mesh for sdf presets)")
+    t.add_argument("--steps", type=_positive_int, help="training steps")
+    t.add_argument("--out", help="run directory (default: outputs/PRESET)")
+    t.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--help-config", action="store_true", help="list every config override")
+
+    e = sub.add_parser("export", parents=[common], help="export a mesh (.ply or .obj)")
+    e.add_argument("run_dir")
+    e.add_argument("--out", required=True, help="FILE.ply or FILE.obj")
+    e.add_argument("--resolution", type=_positive_int, help="grid points per axis (default 256)")
+    e.add_argument("--method", choices=["coarse_to_fine", "dense"], default=None)
+
+    r = sub.add_parser("render", parents=[common], help="render images or a turntable video")
+    r.add_argument("run_dir")
+    r.add_argument("--out", required=True, help="FILE.png or FILE.mp4")
+    r.add_argument("--mode", default="shaded", help="shaded, normals, depth, steps")
+    r.add_argument("--frames", type=_positive_int, default=None,
+                   help="turntable frames (default: 1 for .png, 48 for .mp4; a .png with more "
+                   "than one frame is a contact sheet)")
+    r.add_argument("--size", type=_parse_size, default=(512, 512), help="WxH (default 512x512)")
+    r.add_argument("--elevation", type=float, default=20.0, help="camera elevation in degrees")
+    r.add_argument("--azimuth", type=float, default=30.0, help="first camera azimuth in degrees")
+    r.add_argument("--radius", type=float, default=3.2, help="camera distance from the centre")
+    r.add_argument("--fov", type=float, default=40.0, help="vertical field of view in degrees")
+    r.add_argument("--fps", type=_positive_int, default=24)
+
+    v = sub.add_parser("eval", parents=[common], help="quality metrics as JSON")
+    v.add_argument("run_dir")
+    v.add_argument("--reference", help="reference mesh (default: the training mesh)")
+    v.add_argument("--mesh", help="evaluate this exported mesh instead of extracting one")
+    v.add_argument("--resolution", type=_positive_int, help="extraction grid (default 256)")
+    v.add_argument("--samples", type=_positive_int, default=100_000,
+                   help="surface samples per mesh (default 100000)")
+    v.add_argument("--json-out", help="also write the JSON here")
+
+    sub.add_parser("presets", parents=[common], help="list the presets")
+    sub.add_parser("viewer", parents=[common], help="the desktop viewer")
+    return p
+
+
+def _cmd_presets(args) -> int:
+    from app.presets import DEFAULT_PRESET, PRESETS
+
+    width = max(len(n) for n in PRESETS)
+    for name, preset in PRESETS.items():
+        cfg = preset.make()
+        mark = " (default)" if name == DEFAULT_PRESET else ""
+        print(f"{name:<{width}}  [{cfg.task}] {preset.description}{mark}")
+    return 0
+
+
+def _cmd_train(args, extra: list[str]) -> int:
+    import tyro
+
+    from app.presets import DEFAULT_PRESET, get_preset
+    from app.run import train
+
+    preset = args.preset or DEFAULT_PRESET
+    cfg = get_preset(preset)
+    if args.help_config or extra:
+        cfg = tyro.cli(type(cfg), default=cfg, args=["--help"] if args.help_config else extra,
+                       prog=f"fields-app train {preset}")
+    if args.data is not None:
+        if not hasattr(cfg, "data") or not hasattr(cfg.data, "path"):
+            raise SystemExit(f"fields-app: error: preset {preset!r} takes no --data")
+        cfg.data.path = args.data
+    if args.steps is not None:
+        cfg.trainer.steps = args.steps
+    if args.device is not None:
+        cfg.device = args.device
+    out = Path(args.out or f"outputs/{preset}")
+    task, result = train(cfg, out, restart=args.restart, progress=not args.no_progress)
+    rate = result.step / result.seconds if result.seconds > 0 else float("nan")
+    print(json.dumps({
+        "run_dir": str(out), "preset": preset, "steps": result.step,
+        "train_seconds": round(result.seconds, 1), "steps_per_s": round(rate, 2),
+        "last_loss": result.last_loss, "interrupted": result.interrupted,
+        "resumed_from": result.resumed_from,
+    }))
+    if result.interrupted:
+        return 130
+    print(f"next: fields-app export {out} --out {out}/mesh.ply   |   "
+          f"fields-app render {out} --out {out}/turntable.mp4", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from app.run import load_run
+
+    run = load_run(args.run_dir, device=args.device or "cpu")
+    info = run.export(args.out, resolution=args.resolution, method=args.method, progress=True)
+    print(json.dumps(info))
+    return 0
+
+
+def _cmd_render(args) -> int:
+    import numpy as np
+
+    from app.imaging import contact_sheet, save_image, save_video
+    from app.run import load_run
+    from renderer.cameras import Camera
+
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in (".png", ".mp4", ".jpg", ".jpeg"):
+        raise SystemExit(f"fields-app: error: {out}: --out must end in .png, .jpg or .mp4")
+    run = load_run(args.run_dir, device=args.device or "cpu")
+    if args.mode not in run.task.render_modes:
+        raise SystemExit(f"fields-app: error: --mode {args.mode!r}: the {run.task.kind} task "
+                         f"renders {', '.join(run.task.render_modes)}")
+    frames = args.frames or (48 if suffix == ".mp4" else 1)
+    w, h = args.size
+    cams = Camera.turntable(frames, args.elevation, args.radius, width=w, height=h,
+                            fov_y_deg=args.fov, start_azimuth_deg=args.azimuth)
+    from tqdm import tqdm
+
+    images = [run.render(c, args.mode)
+              for c in tqdm(cams, desc=f"render {args.mode}", disable=frames == 1, file=sys.stderr)]
+    if suffix == ".mp4":
+        save_video(out, images, fps=args.fps)
+        frames_dir = out.with_name(out.stem + "_frames")
+        for i, img in enumerate(images):
+            save_image(frames_dir / f"{i:03d}.png", img)
+        save_image(out.with_suffix(".png"), contact_sheet(images))
+        written = [str(out), str(frames_dir), str(out.with_suffix(".png"))]
+    else:
+        save_image(out, images[0] if frames == 1 else contact_sheet(images))
+        written = [str(out)]
+    print(json.dumps({"written": written, "frames": frames, "size": [w, h], "mode": args.mode,
+                      "mean_intensity": round(float(np.mean(images)), 4)}))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from app.config import save_json_atomic
+    from app.run import load_run
+
+    run = load_run(args.run_dir, device=args.device or "cpu")
+    metrics = run.evaluate(reference=args.reference, mesh=args.mesh, resolution=args.resolution,
+                           n_samples=args.samples, progress=True)
+    metrics = {"run_dir": str(args.run_dir), "step": run.step, **metrics}
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.json_out:
+        save_json_atomic(Path(args.json_out), metrics)
+    return 0
+
+
+def _cmd_viewer(args) -> int:
+    print("fields-app: the desktop viewer is not built yet; use train/render/export/eval "
+          "(see fields-app --help)", file=sys.stderr)
+    return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fields-app: warning: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fields-app`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning
+        return _dispatch(parser, args, argv, extra)
+
+
+def _dispatch(parser, args, argv, extra) -> int:
+    try:
+        if args.command is None:
+            if not argv:
+                return _cmd_viewer(args)
+            parser.print_help()
+            return 2
+        if args.command == "train":
+            return _cmd_train(args, extra)
+        return {"export": _cmd_export, "render": _cmd_render, "eval": _cmd_eval,
+                "presets": _cmd_presets, "viewer": _cmd_viewer}[args.command](args)
+    except KeyboardInterrupt:
+        print("fields-app: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        from app.errors import FieldsAppError
+        from datasets.errors import DataError
+
+        if isinstance(exc, (FieldsAppError, DataError)):
+            print(f"fields-app: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError) and exc.filename:
+            print(f"fields-app: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, ValueError):
+            print(f"fields-app: error: {exc}", file=sys.stderr)
+            return 2
+        hint = "" if getattr(args, "debug", False) else " (run with --debug for the traceback)"
+        print(f"fields-app: error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

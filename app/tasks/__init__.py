@@ -1,0 +1,22 @@
+"""Task kinds by name. A task binds dataset + field + loss + render for one job kind."""
+
+from __future__ import annotations
+
+from app.errors import ConfigError
+from app.tasks.base import Task
+from app.tasks.sdf import SDFExperiment, SDFTask
+
+__all__ = ["Task", "TASKS", "task_class"]
+
+TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask}
+
+
+def task_class(kind: str) -> type[Task]:
+    """The task class registered under ``kind``."""
+    try:
+        return TASKS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown task kind {kind!r}; known: {sorted(TASKS)}") from None
+
+
+__all__ += ["SDFExperiment", "SDFTask"]

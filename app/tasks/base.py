@@ -1,0 +1,81 @@
+"""The task protocol: what is trained and how, for one kind of job.
+
+A task binds a dataset, a field, a loss and a renderer. The :class:`app.trainer.Trainer` only
+talks to this protocol, the viewer only reads :meth:`Task.properties` and calls
+:meth:`Task.render`, and the CLI calls :meth:`Task.export` / :meth:`Task.evaluate`.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from app.config import ExperimentConfig
+from renderer.cameras import Camera
+
+__all__ = ["Task"]
+
+
+class Task(abc.ABC):
+    """One kind of job (``sdf``, …): data + field + loss + rendering + export.
+
+    Construction builds the model only; :meth:`setup_data` loads and prepares training data
+    (not needed to render or export a trained run).
+    """
+
+    kind: ClassVar[str]
+    config_cls: ClassVar[type[ExperimentConfig]]
+    render_modes: ClassVar[tuple[str, ...]]
+
+    def __init__(self, config: ExperimentConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.model: nn.Module
+
+    # -- training -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def setup_data(self) -> None:
+        """Load and prepare the training data (may be slow; validates input files)."""
+
+    @abc.abstractmethod
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; each may carry ``lr_factor`` (× the trainer's lr)."""
+
+    @abc.abstractmethod
+    def training_loss(self, step: int) -> tuple[Tensor, dict[str, float]]:
+        """Sample a batch, return the scalar loss and extra scalars to log."""
+
+    # -- state beyond the weights -----------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        """JSON-able state saved with checkpoints (e.g. the mesh normalisation)."""
+        return {}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        """Restore what :meth:`meta` saved."""
+
+    # -- using a trained field ---------------------------------------------------------------
+    @abc.abstractmethod
+    def default_camera(self, width: int = 256, height: int = 256) -> Camera:
+        """A camera that frames the field."""
+
+    @abc.abstractmethod
+    def render(self, camera: Camera, mode: str = "shaded") -> np.ndarray:
+        """Render ``camera`` as an ``[H, W, 3]`` float image in ``[0, 1]``."""
+
+    def export(self, path: Path, **options: Any) -> dict[str, Any]:
+        """Write the field's geometry to ``path``; return facts about what was written."""
+        raise NotImplementedError(f"the {self.kind} task has no export")
+
+    def evaluate(self, **options: Any) -> dict[str, float]:
+        """Quality metrics of the trained field."""
+        raise NotImplementedError(f"the {self.kind} task has no evaluation")
+
+    def properties(self) -> dict[str, Any]:
+        """Read-only facts shown by the viewer and ``fields-app`` (plain types)."""
+        n = sum(p.numel() for p in self.model.parameters())
+        return {"task": self.kind, "parameters": n, "device": str(self.device)}

@@ -1,0 +1,246 @@
+"""The ``sdf`` task: fit a neural signed distance field to a watertight mesh.
+
+Recipe, top to bottom:
+1. load the mesh (``datasets.meshes.load_mesh`` validates it), warn if it is not watertight;
+2. normalise it so its longest side is 2 and its centre the origin (saved with checkpoints);
+3. draw a pool of SDF samples once — surface, near-surface at two σ, uniform in the padded
+   box — with exact signed distances from open3d (``datasets.sdf_samples.sample_sdf``);
+4. field: hash grid → small MLP, geometrically initialised (``fields.sdf.SDFField``);
+5. loss: mean |f(x) − sdf(x)| over a random batch of the pool;
+6. render by sphere tracing (``renderer.surface``), export by coarse-to-fine marching cubes
+   (``renderer.meshing``) mapped back to the mesh's own units.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from app.config import ExperimentConfig
+from app.paths import resolve_input
+from app.tasks.base import Task
+from datasets.errors import DataWarning
+from datasets.meshes import Normalization, load_mesh, normalize_mesh, warn_if_open
+from datasets.sdf_samples import MeshDistance, sample_sdf
+from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
+from fields.sdf import SDFField
+from renderer.cameras import Camera
+from renderer.meshing import export_mesh, extract_mesh
+from renderer.surface import render_surface
+
+__all__ = ["SDFDataConfig", "SDFModelConfig", "MeshExportConfig", "SDFExperiment", "SDFTask"]
+
+
+@dataclass
+class SDFDataConfig:
+    """Where the samples come from."""
+
+    path: str = "assets/meshes/spot.obj"
+    """Mesh to fit (obj, ply, off, stl, glb); must be watertight for a well-defined sign."""
+    n_surface: int = 200_000
+    """Surface samples in the pool (sdf = 0)."""
+    n_near: int = 500_000
+    """Near-surface samples (half at each σ)."""
+    n_uniform: int = 100_000
+    """Uniform samples in the padded box."""
+    sigmas: tuple[float, float] = (0.01, 0.002)
+    """Standard deviations of the near-surface offsets (normalised units; the mesh spans 2)."""
+    padding: float = 0.05
+    """The field's box is [-1 - padding, 1 + padding]³."""
+    batch_size: int = 8192
+    """Samples per optimisation step."""
+
+
+@dataclass
+class SDFModelConfig:
+    """The field: hash grid + MLP."""
+
+    encoding: HashGridConfig = field(default_factory=lambda: HashGridConfig(
+        num_levels=12, features_per_level=2, log2_hashmap_size=15, base_resolution=16,
+        max_resolution=512))
+    hidden_dim: int = 64
+    """MLP width."""
+    num_hidden_layers: int = 2
+    """MLP depth."""
+    activation: str = "relu"
+    """``relu`` or ``softplus``."""
+    backend: str = "auto"
+    """Hash-grid backend: ``auto`` (tcnn on CUDA when installed), ``torch`` or ``tcnn``."""
+    init_radius: float = 0.5
+    """Radius of the sphere the untrained field represents."""
+
+
+@dataclass
+class MeshExportConfig:
+    """Defaults of ``fields-app export`` / ``eval``."""
+
+    resolution: int = 256
+    """Marching-cubes grid points per axis."""
+    method: str = "coarse_to_fine"
+    """``coarse_to_fine`` (evaluates only near the surface) or ``dense``."""
+
+
+@dataclass
+class SDFExperiment(ExperimentConfig):
+    """Fit an SDF to a mesh."""
+
+    task: str = "sdf"
+    data: SDFDataConfig = field(default_factory=SDFDataConfig)
+    model: SDFModelConfig = field(default_factory=SDFModelConfig)
+    export: MeshExportConfig = field(default_factory=MeshExportConfig)
+
+
+class SDFTask(Task):
+    """Neural SDF of a mesh: train, render (sphere tracing), export (marching cubes), evaluate."""
+
+    kind = "sdf"
+    config_cls = SDFExperiment
+    render_modes = ("shaded", "normals", "depth", "steps")
+
+    def __init__(self, config: SDFExperiment, device: torch.device) -> None:
+        super().__init__(config, device)
+        self.config: SDFExperiment = config
+        pad = config.data.padding
+        self.bound = 1.0 + pad
+        enc = HashGridEncoding(
+            3, config.model.encoding, bounds=(-self.bound, self.bound),
+            backend=config.model.backend, device=device,
+        )
+        self.model = SDFField(
+            enc, hidden_dim=config.model.hidden_dim,
+            num_hidden_layers=config.model.num_hidden_layers,
+            activation=config.model.activation, init_radius=config.model.init_radius,
+        ).to(device)
+        self.normalization: Normalization | None = None
+        self.source_path: str | None = None
+        self.samples = None
+
+    @property
+    def field(self) -> SDFField:
+        return self.model
+
+    @property
+    def aabb(self) -> tuple[float, ...]:
+        b = self.bound
+        return (-b, -b, -b, b, b, b)
+
+    # -- data -------------------------------------------------------------------------------
+    def setup_data(self) -> None:
+        path = resolve_input(self.config.data.path)
+        mesh = load_mesh(path)
+        warn_if_open(mesh, path, task="sdf")
+        mesh, self.normalization = normalize_mesh(mesh)
+        self.source_path = str(path)
+        d = self.config.data
+        self.samples = sample_sdf(
+            mesh, n_surface=d.n_surface, n_near=d.n_near, n_uniform=d.n_uniform,
+            sigmas=tuple(d.sigmas), bounds=(-self.bound, self.bound),
+            seed=self.config.trainer.seed, distance=MeshDistance(mesh),
+        ).to(self.device)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        return [
+            {"params": list(self.model.encoding.parameters()), "lr_factor": 1.0},
+            {"params": list(self.model.mlp.parameters()), "lr_factor": 1.0, "weight_decay": 1e-6},
+        ]
+
+    def training_loss(self, step: int) -> tuple[Tensor, dict[str, float]]:
+        if self.samples is None:
+            raise RuntimeError("setup_data() must run before training")
+        n = len(self.samples)
+        idx = torch.randint(0, n, (self.config.data.batch_size,), device=self.device)
+        pred = self.model.sdf(self.samples.points[idx])
+        loss = (pred - self.samples.sdf[idx]).abs().mean()
+        return loss, {}
+
+    # -- state ------------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {
+            "normalization": self.normalization.to_dict() if self.normalization else None,
+            "source_path": self.source_path,
+        }
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        norm = meta.get("normalization")
+        self.normalization = Normalization.from_dict(norm) if norm else None
+        self.source_path = meta.get("source_path")
+
+    # -- using the field --------------------------------------------------------------------
+    def default_camera(self, width: int = 256, height: int = 256) -> Camera:
+        return Camera.orbit(30.0, 20.0, 3.2, width=width, height=height, fov_y_deg=40.0)
+
+    @torch.no_grad()
+    def render(self, camera: Camera, mode: str = "shaded") -> np.ndarray:
+        if mode not in self.render_modes:
+            raise ValueError(f"unknown render mode {mode!r}; the sdf task has {self.render_modes}")
+        self.model.eval()
+        out = render_surface(
+            self.model.sdf_chunked, camera, mode, normal_fn=self.model.normal,
+            aabb=self.aabb, device=self.device,
+        )
+        return out.image.detach().cpu().numpy()
+
+    def extract(self, resolution: int | None = None, method: str | None = None,
+                progress: bool = False):
+        """Marching cubes of the field in its normalised frame (a :class:`MeshResult`)."""
+        self.model.eval()
+        return extract_mesh(
+            self.model.sdf_chunked, resolution=resolution or self.config.export.resolution,
+            aabb=self.aabb, method=method or self.config.export.method, progress=progress,
+            normal_fn=self.model.normal, device=self.device,
+        )
+
+    def export(self, path: Path, resolution: int | None = None, method: str | None = None,
+               progress: bool = False) -> dict[str, Any]:
+        """Extract the zero level set and write it in the source mesh's units."""
+        result = self.extract(resolution, method, progress)
+        mesh = result.mesh
+        if self.normalization is not None:
+            mesh = self.normalization.invert_mesh(mesh)
+        written = export_mesh(mesh, path)
+        return {
+            "path": str(written), "vertices": len(mesh.vertices), "faces": len(mesh.faces),
+            "resolution": result.resolution, "field_evaluations": result.num_evaluations,
+            "evaluation_fraction": round(result.evaluation_fraction, 4),
+            "seconds": round(result.seconds, 2),
+        }
+
+    def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
+                 resolution: int | None = None, n_samples: int = 100_000,
+                 progress: bool = False) -> dict[str, Any]:
+        """Compare the field's mesh (or an exported ``mesh``) with ``reference`` (default: the
+        training mesh) by Chamfer-L1, normal consistency, F-score@1% and volumetric IoU."""
+        from app.metrics import evaluate_meshes
+
+        ref_path = resolve_input(reference or self.source_path or self.config.data.path)
+        ref = load_mesh(ref_path)
+        if mesh is not None:
+            pred = load_mesh(resolve_input(mesh))
+            source = str(mesh)
+        else:
+            pred = self.extract(resolution, progress=progress).mesh
+            if self.normalization is not None:
+                pred = self.normalization.invert_mesh(pred)
+            source = f"field@{resolution or self.config.export.resolution}^3"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            metrics = evaluate_meshes(pred, ref, n=n_samples)
+        return {"reference": str(ref_path), "mesh": source, **metrics}
+
+    def properties(self) -> dict[str, Any]:
+        p = super().properties()
+        enc = self.model.encoding
+        p.update({
+            "source": self.source_path,
+            "encoding": type(enc).__name__,
+            "backend": getattr(enc, "backend", "torch"),
+            "samples": len(self.samples) if self.samples is not None else 0,
+            "render_modes": list(self.render_modes),
+        })
+        return p
