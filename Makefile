@@ -36,9 +36,11 @@ test: setup
 lint: setup
 	$(BIN)/ruff check fields renderer datasets app tests benchmarks
 
+# Peers for benchmarks/ (BENCHMARKS.md): nerfstudio without its dependency tree, plus the few
+# modules its encodings import.
 bench-deps: setup
 	$(BIN)/python -m pip install -q -c constraints.txt PyMCubes embreex jaxtyping rich
-	$(BIN)/python -m pip install -q -c constraints.txt --no-deps nerfstudio
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps nerfstudio==1.1.5 viser msgspec websockets zstandard
 
 bench: bench-deps
 	$(BIN)/python -m benchmarks.run --suite cpu

@@ -32,7 +32,7 @@ from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
 from fields.sdf import SDFField
 from renderer.cameras import Camera
 from renderer.meshing import export_mesh, extract_mesh
-from renderer.surface import render_surface
+from renderer.surface import RenderOutput, render_surface
 
 __all__ = ["SDFDataConfig", "SDFModelConfig", "MeshExportConfig", "SDFExperiment", "SDFTask"]
 
@@ -176,15 +176,18 @@ class SDFTask(Task):
         return Camera.orbit(30.0, 20.0, 3.2, width=width, height=height, fov_y_deg=40.0)
 
     @torch.no_grad()
-    def render(self, camera: Camera, mode: str = "shaded") -> np.ndarray:
+    def render_frame(self, camera: Camera, mode: str = "shaded") -> RenderOutput:
+        """Sphere-trace ``camera``: image plus depth, hit mask, normals and step counts."""
         if mode not in self.render_modes:
             raise ValueError(f"unknown render mode {mode!r}; the sdf task has {self.render_modes}")
         self.model.eval()
-        out = render_surface(
+        return render_surface(
             self.model.sdf_chunked, camera, mode, normal_fn=self.model.normal,
             aabb=self.aabb, device=self.device,
         )
-        return out.image.detach().cpu().numpy()
+
+    def render(self, camera: Camera, mode: str = "shaded") -> np.ndarray:
+        return self.render_frame(camera, mode).image.detach().cpu().numpy()
 
     def extract(self, resolution: int | None = None, method: str | None = None,
                 progress: bool = False):
