@@ -25,7 +25,7 @@ class Preset:
 
 
 def _spot_sdf() -> SDFExperiment:
-    return SDFExperiment(preset="spot-sdf", trainer=TrainerConfig(steps=1200, lr=1e-2))
+    return SDFExperiment(preset="spot-sdf", trainer=TrainerConfig(steps=2000, lr=1e-2))
 
 
 def _sdf_hq() -> SDFExperiment:
