@@ -83,7 +83,13 @@ class SDFField(nn.Module):
         """``∇sdf(x)`` by autograd (also inside ``torch.no_grad()`` callers)."""
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            y = self.sdf(xg)
+            if create_graph:
+                y = self.sdf(xg)
+            else:
+                # Only ∂f/∂x is wanted: run with detached parameters so no backward pass
+                # spends time on parameter gradients (e.g. the hash table's scatter-add).
+                frozen = {k: v.detach() for k, v in self.named_parameters()}
+                y = torch.func.functional_call(self, frozen, (xg,), strict=False)
             (g,) = torch.autograd.grad(y.sum(), xg, create_graph=create_graph)
         return g
 

@@ -119,7 +119,7 @@ class HashGridEncoding(nn.Module):
         bounds: tuple[float, float] = (-1.0, 1.0),
         backend: str = "auto",
         device: str | torch.device | None = None,
-        chunk_size: int = 1 << 14,
+        chunk_size: int = 1 << 13,
         init_scale: float = 1e-4,
     ) -> None:
         super().__init__()
@@ -174,14 +174,15 @@ class HashGridEncoding(nn.Module):
             for d in range(in_dim):
                 mult[lvl, d] = _PRIMES[d] if hashed[lvl] else resolutions[lvl] ** d
         self.register_buffer("_mult", mult, persistent=False)
+        # Dense levels: offset of corner c from the base corner, Σ_d ((c >> d) & 1)·r^d.
+        dense_corners = torch.tensor(
+            [[sum(((c >> d) & 1) * resolutions[lvl] ** d for d in range(in_dim))
+              for c in range(1 << in_dim)] for lvl in range(L)], dtype=torch.int64)
+        self.register_buffer("_dense_corners", dense_corners[: sum(not h for h in hashed)],
+                             persistent=False)
         self.num_dense_levels = int(sum(1 for h in hashed if not h))
         if any(hashed[: self.num_dense_levels]):  # pragma: no cover - resolutions grow with l
             raise AssertionError("dense levels must come first")
-        # Corner bit pattern [2^D, D]: corner c uses offset (c >> d) & 1 along d.
-        corners = torch.tensor(
-            [[(c >> d) & 1 for d in range(in_dim)] for c in range(1 << in_dim)], dtype=torch.int64
-        )
-        self.register_buffer("_corners", corners, persistent=False)
 
     @property
     def params(self) -> Tensor:
@@ -211,25 +212,60 @@ class HashGridEncoding(nn.Module):
 
     def _indices_weights(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """For unit-cube points ``u [n, D]``: table rows ``idx [n, L, 2^D]`` (level offsets
-        included), per-dimension weight pairs ``w01 [n, L, D, 2]`` = ``(1 − f, f)`` and corner
-        weights ``w [n, L, 2^D]``."""
+        included), corner weights ``w [n, L, 2^D]`` and cell fractions ``frac [D, n, L]``.
+
+        Work is laid out per dimension as contiguous ``[n, L]`` planes so every integer and
+        float op is a long vectorised loop; corners are assembled with one ``stack``.
+        """
         n, D = u.shape
         L = self.config.num_levels
-        pos = u[:, None, :] * self._scales.to(u.dtype)[None, :, None] + 0.5  # [n, L, D]
+        pos = torch.addcmul(
+            u.new_tensor(0.5), u.T.contiguous()[:, :, None], self._scales.to(u.dtype)[None, None]
+        )  # [D, n, L]
         cell = torch.floor(pos)
         frac = pos - cell
         g = cell.to(torch.int64)
-        terms = torch.stack((g, g + 1), dim=-1) * self._mult[None, :, :, None]  # [n, L, D, 2]
-        nd = self.num_dense_levels
-        # Corner index: sum of the terms on dense levels, xor of uint32 terms on hashed levels.
         idx = torch.empty(n, L, 1 << D, dtype=torch.int64, device=u.device)
+        nd = self.num_dense_levels
         if nd > 0:
-            idx[:, :nd] = _combine(terms[:, :nd], torch.add)
+            # Dense levels: row-major index of the base corner plus a per-level corner offset,
+            # wrapped by the level size as tcnn does (only reachable on the upper boundary).
+            base = g[0, :, :nd] * self._mult[:nd, 0]
+            for d in range(1, D):
+                base = base + g[d, :, :nd] * self._mult[:nd, d]
+            dense = base[:, :, None] + self._dense_corners[None]
+            rows = self._rows[None, :nd, None]
+            # idx < 2·rows always (r + r² + r³ with r³ ≤ rows), so one conditional subtraction
+            # is the remainder, without an integer division.
+            torch.sub(dense, rows * (dense >= rows), out=idx[:, :nd])
         if nd < L:
-            idx[:, nd:] = _combine(terms[:, nd:] & _U32, torch.bitwise_xor)
-        idx = torch.remainder(idx, self._rows[None, :, None]).add_(self._offsets[None, :, None])
-        w01 = torch.stack((1.0 - frac, frac), dim=-1)
-        return idx, w01, _combine(w01, torch.mul)
+            # Hashed levels: xor over d of uint32 products (g_d + o_d)·π_d; T is a power of two.
+            planes = []
+            for d in range(D):
+                gd = g[d, :, nd:]
+                prime = int(self._mult[nd, d])
+                planes.append(((gd * prime) & _U32, ((gd + 1) * prime) & _U32))
+            corners = _corner_planes(planes, torch.bitwise_xor)
+            torch.bitwise_and(torch.stack(corners, dim=-1), self._rows[nd] - 1, out=idx[:, nd:])
+        idx += self._offsets[None, :, None]
+        w = torch.stack(_corner_planes([(1.0 - f, f) for f in frac], torch.mul), dim=-1)
+        return idx, w, frac
+
+
+def _corner_planes(pairs: list[tuple[Tensor, Tensor]], op) -> list[Tensor]:
+    """Corner ``c`` = op over d of ``pairs[d][(c >> d) & 1]`` (dimension 0 varies fastest)."""
+    out = list(pairs[0])
+    for d in range(1, len(pairs)):
+        out = [op(pairs[d][bit], prev) for bit in (0, 1) for prev in out]
+    return out
+
+
+def _corner_planes(pairs: list[tuple[Tensor, Tensor]], op) -> list[Tensor]:
+    """Corner ``c`` = op over d of ``pairs[d][(c >> d) & 1]`` (dimension 0 varies fastest)."""
+    out = list(pairs[0])
+    for d in range(1, len(pairs)):
+        out = [op(pairs[d][bit], prev) for bit in (0, 1) for prev in out]
+    return out
 
 
 def _combine(t: Tensor, op) -> Tensor:
@@ -261,7 +297,7 @@ class _HashGridFunction(torch.autograd.Function):
         out = u.new_empty(u.shape[0], L * Fdim)
         for start in range(0, u.shape[0], enc.chunk_size):
             uc = u[start : start + enc.chunk_size]
-            idx, _, w = enc._indices_weights(uc)
+            idx, w, _ = enc._indices_weights(uc)
             n = uc.shape[0]
             out[start : start + n] = F.embedding_bag(
                 idx.view(n * L, -1), table, per_sample_weights=w.view(n * L, -1), mode="sum"
@@ -288,18 +324,20 @@ class _HashGridFunction(torch.autograd.Function):
         for start in range(0, u.shape[0], enc.chunk_size):
             uc = u[start : start + enc.chunk_size]
             n = uc.shape[0]
-            idx, w01, w = enc._indices_weights(uc)
+            idx, w, frac = enc._indices_weights(uc)
             g = grad_out[start : start + n].view(n, L, 1, Fdim)
             if need_params:
                 grad_table.index_add_(0, idx.view(-1), (w[..., None] * g).view(-1, Fdim))
             if need_u:
                 corner = F.embedding(idx, table)  # [n, L, K, F]
                 dl_dw = (corner * g).sum(-1)  # [n, L, K]
+                pairs = [(1.0 - f, f) for f in frac]
                 cols = []
                 for d in range(D):
-                    dw = w01.clone()
-                    dw[:, :, d] = sign
-                    cols.append((dl_dw * _combine(dw, torch.mul)).sum(-1))  # [n, L]
+                    # ∂w_c/∂f_d: the corner product with dimension d's pair replaced by (−1, 1).
+                    dpairs = pairs[:d] + [(sign[0], sign[1])] + pairs[d + 1 :]
+                    dw = torch.stack(_corner_planes(dpairs, torch.mul), dim=-1)  # [n, L, K]
+                    cols.append((dl_dw * dw).sum(-1))  # [n, L]
                 dl_dfrac = torch.stack(cols, dim=-1)  # [n, L, D]
                 grad_u[start : start + n] = (dl_dfrac * scales[None, :, None]).sum(1)
         grad_params = grad_table.view(-1) if need_params else None

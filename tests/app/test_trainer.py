@@ -30,6 +30,7 @@ class ToyTask:
     kind = "toy"
 
     def __init__(self, nan_after: int | None = None):
+        torch.manual_seed(0)
         self.model = nn.Linear(1, 1, bias=False)
         self.device = torch.device("cpu")
         self.nan_after = nan_after
@@ -53,12 +54,12 @@ class ToyTask:
 
 def test_trainer_converges_and_checkpoints(tmp_path):
     task = ToyTask()
-    cfg = TrainerConfig(steps=200, lr=0.05, log_every=50, checkpoint_every=100)
+    cfg = TrainerConfig(steps=400, lr=0.05, log_every=50, checkpoint_every=100)
     result = Trainer(task, cfg, tmp_path, progress=False, log=lambda m: None).fit()
-    assert result.step == 200 and not result.interrupted
+    assert result.step == 400 and not result.interrupted
     assert task.model.weight.item() == pytest.approx(3.0, abs=1e-2)
     ckpt = load_latest(tmp_path)
-    assert ckpt.step == 200 and ckpt.meta == {"hello": "world"}
+    assert ckpt.step == 400 and ckpt.meta == {"hello": "world"}
     assert torch.equal(ckpt.weights["weight"], task.model.weight.detach())
 
 
