@@ -27,7 +27,7 @@ demo: setup
 	$(BIN)/fields-app train spot-sdf --out $(DEMO_OUT)
 	$(BIN)/fields-app export $(DEMO_OUT) --out $(DEMO_OUT)/spot.ply
 	$(BIN)/fields-app export $(DEMO_OUT) --out $(DEMO_OUT)/spot.obj
-	$(BIN)/fields-app render $(DEMO_OUT) --out $(DEMO_OUT)/turntable.mp4 --frames 48
+	$(BIN)/fields-app render $(DEMO_OUT) --out $(DEMO_OUT)/turntable.mp4 --frames 36 --size 384x384
 	$(BIN)/fields-app eval $(DEMO_OUT) --mesh $(DEMO_OUT)/spot.ply
 
 test: setup

@@ -31,7 +31,9 @@ from safetensors.torch import load_file, save_file
 
 from app.errors import CheckpointError
 
-__all__ = ["atomic_write_bytes", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "Checkpoint"]
+__all__ = [
+    "atomic_write_bytes", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "Checkpoint",
+]
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"

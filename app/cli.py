@@ -179,7 +179,8 @@ def _cmd_render(args) -> int:
     from tqdm import tqdm
 
     images = [run.render(c, args.mode)
-              for c in tqdm(cams, desc=f"render {args.mode}", disable=frames == 1, file=sys.stderr)]
+              for c in tqdm(cams, desc=f"render {args.mode}", disable=frames == 1, file=sys.stderr,
+                        mininterval=0.2 if sys.stderr.isatty() else 10.0)]
     if suffix == ".mp4":
         save_video(out, images, fps=args.fps)
         frames_dir = out.with_name(out.stem + "_frames")

@@ -78,7 +78,9 @@ def config_to_dict(cfg: Any) -> Any:
 def config_from_dict(cls: type, data: Any, where: str = "config") -> Any:
     """Build dataclass ``cls`` from plain data, checking keys and types; errors say where."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

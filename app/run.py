@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from app.checkpoint import load_latest
-from app.config import ExperimentConfig, config_from_dict, config_to_dict, load_json, save_json_atomic
+from app.config import (
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    load_json,
+    save_json_atomic,
+)
 from app.errors import CheckpointError, ConfigError
 from app.tasks import Task, task_class
 from app.trainer import Trainer, TrainResult
@@ -57,7 +63,9 @@ def _check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"{run_dir}: cannot create the output directory ({exc.strerror})") from None
+        raise ConfigError(
+            f"{run_dir}: cannot create the output directory ({exc.strerror})"
+        ) from None
     if not os.access(run_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"{run_dir}: output directory is not writable")
 

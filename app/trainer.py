@@ -183,11 +183,13 @@ class Trainer:
                 self.log(f"{self.run_dir}: already trained to step {resumed} "
                          f"(of {self.cfg.steps}); use --restart to train again")
             else:
-                self.log(f"resuming {self.run_dir} from step {resumed} (use --restart to start over)")
+                self.log(f"resuming {self.run_dir} from step {resumed} "
+                         "(use --restart to start over)")
         handlers = self._install_signal_handlers()
         metrics_file = open(self.run_dir / "metrics.jsonl", "a")
         bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.progress,
-                   desc=f"train {self.task.kind}", unit="step", dynamic_ncols=True, file=sys.stderr)
+                   desc=f"train {self.task.kind}", unit="step", dynamic_ncols=True, file=sys.stderr,
+                   mininterval=0.2 if sys.stderr.isatty() else 10.0)
         interrupted = False
         last_ckpt_time = time.perf_counter()
         t_start = time.perf_counter() - self.elapsed

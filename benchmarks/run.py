@@ -1,6 +1,6 @@
 """One entry point for the side-by-side benchmarks (../shared/BENCHMARKS.md).
 
-    python -m benchmarks.run --suite cpu [--quick] [--rows B1,B8] [--json benchmarks/results/cpu.json]
+    python -m benchmarks.run --suite cpu [--quick] [--rows B1,B8] [--json FILE]
 
 Each row runs in a fresh subprocess (so peak memory is per row, from ``resource.getrusage``),
 prints one table — benchmark | ours | peer | ratio | ceiling | % of ceiling — and writes JSON.

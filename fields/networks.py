@@ -129,7 +129,8 @@ def geometric_init_(mlp: MLP, radius: float = 0.5, num_coord_inputs: int | None 
     linears = mlp.linears
     for i, lin in enumerate(linears):
         if i == len(linears) - 1:
-            nn.init.normal_(lin.weight, mean=math.sqrt(math.pi) / math.sqrt(lin.in_features), std=1e-4)
+            mean = math.sqrt(math.pi) / math.sqrt(lin.in_features)
+            nn.init.normal_(lin.weight, mean=mean, std=1e-4)
             nn.init.constant_(lin.bias, -radius)
         else:
             nn.init.normal_(lin.weight, 0.0, math.sqrt(2.0) / math.sqrt(lin.out_features))
@@ -163,7 +164,8 @@ class Siren(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
         with torch.no_grad():
             for i, lin in enumerate(self.layers):
-                bound = 1.0 / lin.in_features if i == 0 else math.sqrt(6.0 / lin.in_features) / omega0
+                fan_in = lin.in_features
+                bound = 1.0 / fan_in if i == 0 else math.sqrt(6.0 / fan_in) / omega0
                 lin.weight.uniform_(-bound, bound)
 
     def forward(self, x: Float[Tensor, "N I"]) -> Float[Tensor, "N O"]:

@@ -60,6 +60,7 @@ import errno
 import functools
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -298,7 +299,8 @@ class _ChunkedEvaluator:
         self.device = torch.device(device)
         self.count = 0
         self.bar = tqdm(
-            total=0, unit="pt", unit_scale=True, desc=f"meshing ({method})", disable=not progress
+            total=0, unit="pt", unit_scale=True, desc=f"meshing ({method})", disable=not progress,
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,  # keep logs short off a terminal
         )
 
     def close(self) -> None:
@@ -307,7 +309,6 @@ class _ChunkedEvaluator:
     def announce(self, n: int) -> None:
         """Grow the progress bar's total by the ``n`` points about to be evaluated."""
         self.bar.total += n
-        self.bar.refresh()
 
     def __call__(self, index: np.ndarray) -> np.ndarray:
         """Field values at grid indices ``index [M, 3]`` (≤ chunk_size rows) as float32 ``[M]``.

@@ -57,8 +57,8 @@ def run(quick: bool = False, device: str = "cpu") -> list[Row]:
 
     rows = []
     for label, fn, ceiling in (("fwd", fwd, CEILING_FWD), ("fwd+bwd", fwd_bwd, None)):
-        t_ours = time_fn(lambda: fn(ours))
-        t_peer = time_fn(lambda: fn(peer), repeats=3) if peer is not None else None
+        t_ours = time_fn(lambda fn=fn: fn(ours))
+        t_peer = time_fn(lambda fn=fn: fn(peer), repeats=3) if peer is not None else None
         rows.append(Row(
             benchmark=f"B1 hash grid {label}", unit="M pts/s", ours=n / t_ours.median_s / 1e6,
             peer=(n / t_peer.median_s / 1e6) if t_peer else None,

@@ -102,7 +102,8 @@ def run(quick: bool = False, device: str = "cpu") -> list[Row]:
             higher_is_better=False, valid=t_o is not None,
             notes=("peer did not reach the target within the budget; " if t_p is None else "")
             + note),
-        Row(benchmark="B9 fit spot SDF: Chamfer-L1 at 60 s", unit="chamfer", ours=_at(curves["ours"], 60),
+        Row(benchmark="B9 fit spot SDF: Chamfer-L1 at 60 s", unit="chamfer",
+            ours=_at(curves["ours"], 60),
             peer=_at(curves["peer"], 60), peer_name="same loop, nerfstudio HashEncoding(torch)",
             higher_is_better=False),
     ]

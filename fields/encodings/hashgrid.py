@@ -69,7 +69,9 @@ class HashGridConfig:
         )
 
 
-def hashgrid_level_layout(cfg: HashGridConfig, in_dim: int) -> tuple[list[float], list[int], list[int], list[bool]]:
+def hashgrid_level_layout(
+    cfg: HashGridConfig, in_dim: int
+) -> tuple[list[float], list[int], list[int], list[bool]]:
     """Per-level ``(scales, resolutions, row offsets, hashed?)`` exactly as tiny-cuda-nn lays them.
 
     The offsets list has ``L + 1`` entries; the last is the total number of rows.
@@ -79,10 +81,9 @@ def hashgrid_level_layout(cfg: HashGridConfig, in_dim: int) -> tuple[list[float]
     scales, resolutions, offsets, hashed = [], [], [0], []
     for level in range(cfg.num_levels):
         # tcnn computes the scale in float32: exp2f(level * log2_per_level_scale) * base - 1.
-        scale = float(
-            torch.tensor(2.0, dtype=torch.float32) ** torch.tensor(level * log2_b, dtype=torch.float32)
-            * cfg.base_resolution - 1.0
-        )
+        exponent = torch.tensor(level * log2_b, dtype=torch.float32)
+        two = torch.tensor(2.0, dtype=torch.float32)
+        scale = float(two**exponent * cfg.base_resolution - 1.0)
         res = int(math.ceil(scale)) + 1
         dense_rows = res**in_dim
         rows = min(dense_rows, max_rows)

@@ -258,3 +258,18 @@ def test_sigint_saves_and_exits_cleanly(tmp_path):
     assert result["interrupted"] is True
     latest = (run_dir / "checkpoints" / "latest").read_text().strip()
     assert int(latest.split("-")[1]) == result["steps"]
+
+
+def test_python_api_matches_the_readme(trained, tmp_path):
+    from app import load_run
+    from renderer.cameras import Camera
+
+    run = load_run(trained)
+    assert run.step == 40 and run.config.preset == "spot-sdf"
+    image = run.render(Camera.orbit(azimuth_deg=30, elevation_deg=20, radius=3.2, width=40,
+                                    height=32), mode="normals")
+    assert image.shape == (32, 40, 3) and 0.0 <= image.min() and image.max() <= 1.0
+    info = run.export(tmp_path / "api.obj", resolution=40)
+    assert info["faces"] > 0 and (tmp_path / "api.obj").is_file()
+    with pytest.raises(ValueError, match="render mode"):
+        run.render(mode="x-ray")

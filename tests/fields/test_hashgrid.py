@@ -133,7 +133,9 @@ def test_backend_seam():
             HashGridEncoding(3, backend="tcnn")
 
 
-@pytest.mark.skipif(not (accel.HAS_TCNN and torch.cuda.is_available()), reason="needs tinycudann + CUDA")
+@pytest.mark.skipif(
+    not (accel.HAS_TCNN and torch.cuda.is_available()), reason="needs tinycudann + CUDA"
+)
 def test_tcnn_parity_with_torch_backend():
     cfg = HashGridConfig(num_levels=8, log2_hashmap_size=14, base_resolution=8, max_resolution=256)
     ref = HashGridEncoding(3, cfg, backend="torch").cuda()
