@@ -27,6 +27,7 @@ implementation builds (and backpropagates through).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -212,81 +213,55 @@ class HashGridEncoding(nn.Module):
         return _HashGridFunction.apply(u.contiguous(), params, self).to(x.dtype)
 
     def _indices_weights(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """For unit-cube points ``u [n, D]``: table rows ``idx [n, L, 2^D]`` (level offsets
-        included), corner weights ``w [n, L, 2^D]`` and cell fractions ``frac [D, n, L]``.
+        """For unit-cube points ``u [n, D]``: table rows ``idx [L, n, 2^D]`` (level offsets
+        included), corner weights ``w [L, n, 2^D]`` and cell fractions ``frac [D, L, n]``.
 
-        Work is laid out per dimension as contiguous ``[n, L]`` planes so every integer and
-        float op is a long vectorised loop; corners are assembled with one ``stack``.
+        Level-major layout: every integer and float op runs over contiguous ``[L, n]`` planes
+        (long vectorised loops), corners are assembled with one ``stack``, and each level's rows
+        are a contiguous slice (so the backward scatter can split by level without copies).
         """
         n, D = u.shape
         L = self.config.num_levels
         pos = torch.addcmul(
-            u.new_tensor(0.5), u.T.contiguous()[:, :, None], self._scales.to(u.dtype)[None, None]
-        )  # [D, n, L]
+            u.new_tensor(0.5), u.T.contiguous()[:, None, :], self._scales.to(u.dtype)[None, :, None]
+        )  # [D, L, n]
         cell = torch.floor(pos)
         frac = pos - cell
         g = cell.to(torch.int64)
-        idx = torch.empty(n, L, 1 << D, dtype=torch.int64, device=u.device)
+        idx = torch.empty(L, n, 1 << D, dtype=torch.int64, device=u.device)
         nd = self.num_dense_levels
         if nd > 0:
             # Dense levels: row-major index of the base corner plus a per-level corner offset,
             # wrapped by the level size as tcnn does (only reachable on the upper boundary).
-            base = g[0, :, :nd] * self._mult[:nd, 0]
+            base = g[0, :nd] * self._mult[:nd, 0, None]
             for d in range(1, D):
-                base = base + g[d, :, :nd] * self._mult[:nd, d]
-            dense = base[:, :, None] + self._dense_corners[None]
-            rows = self._rows[None, :nd, None]
+                base = base + g[d, :nd] * self._mult[:nd, d, None]
+            dense = base[:, :, None] + self._dense_corners[:, None, :]
+            rows = self._rows[:nd, None, None]
             # idx < 2·rows always (r + r² + r³ with r³ ≤ rows), so one conditional subtraction
             # is the remainder, without an integer division.
-            torch.sub(dense, rows * (dense >= rows), out=idx[:, :nd])
+            torch.sub(dense, rows * (dense >= rows), out=idx[:nd])
         if nd < L:
             # Hashed levels: xor over d of uint32 products (g_d + o_d)·π_d; T is a power of two.
             planes = []
             for d in range(D):
-                gd = g[d, :, nd:]
+                gd = g[d, nd:]
                 prime = int(self._mult[nd, d])
                 planes.append(((gd * prime) & _U32, ((gd + 1) * prime) & _U32))
             corners = _corner_planes(planes, torch.bitwise_xor)
-            torch.bitwise_and(torch.stack(corners, dim=-1), self._rows[nd] - 1, out=idx[:, nd:])
-        idx += self._offsets[None, :, None]
+            torch.bitwise_and(torch.stack(corners, dim=-1), self._rows[nd] - 1, out=idx[nd:])
+        idx += self._offsets[:, None, None]
         w = torch.stack(_corner_planes([(1.0 - f, f) for f in frac], torch.mul), dim=-1)
         return idx, w, frac
-
-
-def _corner_planes(pairs: list[tuple[Tensor, Tensor]], op) -> list[Tensor]:
-    """Corner ``c`` = op over d of ``pairs[d][(c >> d) & 1]`` (dimension 0 varies fastest)."""
-    out = list(pairs[0])
-    for d in range(1, len(pairs)):
-        out = [op(pairs[d][bit], prev) for bit in (0, 1) for prev in out]
-    return out
-
-
-def _corner_planes(pairs: list[tuple[Tensor, Tensor]], op) -> list[Tensor]:
-    """Corner ``c`` = op over d of ``pairs[d][(c >> d) & 1]`` (dimension 0 varies fastest)."""
-    out = list(pairs[0])
-    for d in range(1, len(pairs)):
-        out = [op(pairs[d][bit], prev) for bit in (0, 1) for prev in out]
-    return out
-
-
-def _combine(t: Tensor, op) -> Tensor:
-    """Combine per-dimension pairs ``t[..., D, 2]`` into corners ``[..., 2^D]`` with ``op``.
-
-    Corner ``c`` takes ``t[..., d, (c >> d) & 1]`` along each ``d`` (dimension 0 varies fastest).
-    """
-    out = t[..., 0, :]
-    for d in range(1, t.shape[-2]):
-        out = op(t[..., d, :, None], out[..., None, :]).flatten(-2)
-    return out
 
 
 class _HashGridFunction(torch.autograd.Function):
     """Chunked forward (fused gather + weighted sum) and a hand-written backward.
 
     Backward recomputes indices and weights per chunk instead of storing them, scatters
-    ``w · ∂L/∂out`` into one dense table gradient with ``index_add_`` (no per-chunk buffers, no
-    sort), and forms ``∂L/∂u`` analytically: ``∂w_c/∂f_d`` is the corner product with dimension
-    ``d``'s pair ``(1 − f_d, f_d)`` replaced by ``(−1, 1)``, and ``∂f_d/∂u_d = s_l``.
+    ``w · ∂L/∂out`` into one dense table gradient (no per-chunk buffers, no sort), and forms
+    ``∂L/∂u`` analytically: ``∂w_c/∂f_d`` is the corner product with dimension ``d``'s pair
+    ``(1 − f_d, f_d)`` replaced by ``(−1, 1)``, and ``∂f_d/∂u_d = s_l``.
     First derivatives only: use finite differences for second-order terms (eikonal losses).
     """
 
@@ -295,17 +270,18 @@ class _HashGridFunction(torch.autograd.Function):
         Fdim = enc.config.features_per_level
         L = enc.config.num_levels
         table = params.view(-1, Fdim)
-        out = u.new_empty(u.shape[0], L * Fdim)
+        out = u.new_empty(u.shape[0], L, Fdim)
         for start in range(0, u.shape[0], enc.chunk_size):
             uc = u[start : start + enc.chunk_size]
             idx, w, _ = enc._indices_weights(uc)
             n = uc.shape[0]
-            out[start : start + n] = F.embedding_bag(
-                idx.view(n * L, -1), table, per_sample_weights=w.view(n * L, -1), mode="sum"
-            ).view(n, L * Fdim)
+            feats = F.embedding_bag(
+                idx.view(L * n, -1), table, per_sample_weights=w.view(L * n, -1), mode="sum"
+            )
+            out[start : start + n] = feats.view(L, n, Fdim).transpose(0, 1)
         ctx.enc = enc
         ctx.save_for_backward(u, params)
-        return out
+        return out.view(u.shape[0], L * Fdim)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -319,30 +295,69 @@ class _HashGridFunction(torch.autograd.Function):
         need_u, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_table = torch.zeros_like(table) if need_params else None
         grad_u = torch.empty_like(u) if need_u else None
-        grad_out = grad_out.contiguous()
+        grad_out = grad_out.reshape(-1, L, Fdim)
         scales = enc._scales.to(u.dtype)
         sign = u.new_tensor([-1.0, 1.0])
         for start in range(0, u.shape[0], enc.chunk_size):
             uc = u[start : start + enc.chunk_size]
             n = uc.shape[0]
             idx, w, frac = enc._indices_weights(uc)
-            g = grad_out[start : start + n].view(n, L, 1, Fdim)
+            g = grad_out[start : start + n].transpose(0, 1).contiguous()[:, :, None, :]  # [L,n,1,F]
             if need_params:
-                grad_table.index_add_(0, idx.view(-1), (w[..., None] * g).view(-1, Fdim))
+                _scatter_add_rows(grad_table, idx, w[..., None] * g)
             if need_u:
-                corner = F.embedding(idx, table)  # [n, L, K, F]
-                dl_dw = (corner * g).sum(-1)  # [n, L, K]
+                corner = F.embedding(idx, table)  # [L, n, K, F]
+                dl_dw = (corner * g).sum(-1)  # [L, n, K]
                 pairs = [(1.0 - f, f) for f in frac]
-                cols = []
                 for d in range(D):
                     # ∂w_c/∂f_d: the corner product with dimension d's pair replaced by (−1, 1).
                     dpairs = pairs[:d] + [(sign[0], sign[1])] + pairs[d + 1 :]
-                    dw = torch.stack(_corner_planes(dpairs, torch.mul), dim=-1)  # [n, L, K]
-                    cols.append((dl_dw * dw).sum(-1))  # [n, L]
-                dl_dfrac = torch.stack(cols, dim=-1)  # [n, L, D]
-                grad_u[start : start + n] = (dl_dfrac * scales[None, :, None]).sum(1)
+                    dw = torch.stack(_corner_planes(dpairs, torch.mul), dim=-1)  # [L, n, K]
+                    dl_dfrac = (dl_dw * dw).sum(-1)  # [L, n]
+                    grad_u[start : start + n, d] = (dl_dfrac * scales[:, None]).sum(0)
         grad_params = grad_table.view(-1) if need_params else None
         return grad_u, grad_params, None
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _scatter_add_rows(grad_table: Tensor, idx: Tensor, vals: Tensor) -> None:
+    """``grad_table[idx] += vals`` for level-major ``idx [L, n, K]`` and ``vals [L, n, K, F]``.
+
+    ``index_add_`` runs on one core on the CPU. Levels own disjoint row ranges of the table, so
+    the two halves of the levels (contiguous slices) are scattered concurrently from two
+    threads without races (torch releases the GIL), and feature pairs are added as one complex
+    number per row, which halves the number of indexed updates.
+    """
+    global _POOL
+    Fdim = vals.shape[-1]
+    dtype = {torch.float32: torch.complex64, torch.float64: torch.complex128}.get(vals.dtype)
+    if dtype is not None and Fdim % 2 == 0:
+        target = grad_table.view(dtype)
+        vals = vals.view(dtype)
+    else:
+        target = grad_table
+    L = idx.shape[0]
+    width = vals.shape[-1]
+    if grad_table.device.type != "cpu" or torch.get_num_threads() < 2 or L < 2:
+        target.index_add_(0, idx.view(-1), vals.view(-1, width))
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hashgrid-scatter")
+    h = L // 2
+    jobs = [_POOL.submit(target.index_add_, 0, idx[lv].view(-1), vals[lv].view(-1, width))
+            for lv in (slice(0, h), slice(h, L))]
+    for j in jobs:
+        j.result()
+
+
+def _corner_planes(pairs: list[tuple[Tensor, Tensor]], op) -> list[Tensor]:
+    """Corner ``c`` = op over d of ``pairs[d][(c >> d) & 1]`` (dimension 0 varies fastest)."""
+    out = list(pairs[0])
+    for d in range(1, len(pairs)):
+        out = [op(pairs[d][bit], prev) for bit in (0, 1) for prev in out]
+    return out
 
 
 class _TorchTable(nn.Module):

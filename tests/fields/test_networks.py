@@ -19,12 +19,19 @@ def test_geometric_init_is_a_sphere_sdf(activation):
     torch.manual_seed(0)
     mlp = geometric_init_(MLP(3, 1, 128, 2, activation=activation), radius=0.5)
     x = torch.randn(4000, 3) * 0.8
-    err = (mlp(x)[:, 0] - (x.norm(dim=1) - 0.5)).abs()
-    assert err.mean() < 0.08
-    # Sign is right away from the surface: inside the small ball negative, far points positive.
+    r = x.norm(dim=1)
+    y = mlp(x)[:, 0].detach()
+    # Radially f ≈ a·‖x‖ + b with a ≈ 1, b ≈ −radius (SAL: exact in the infinite-width limit).
+    a, b = torch.linalg.lstsq(torch.stack([r, torch.ones_like(r)], 1), y[:, None]).solution[:, 0]
+    assert 0.75 < a < 1.25 and abs(b + 0.5) < 0.05, (a, b)
+    assert torch.corrcoef(torch.stack([y, r]))[0, 1] > 0.9
+    # Signs: negative at the centre, positive far away.
     assert (mlp(torch.zeros(1, 3)) < 0).all()
     far = torch.nn.functional.normalize(torch.randn(200, 3), dim=1) * 3.0
     assert (mlp(far)[:, 0] > 0).all()
+    # Negative control: default init is not a sphere SDF.
+    plain = MLP(3, 1, 128, 2, activation=activation)
+    assert torch.corrcoef(torch.stack([plain(x)[:, 0].detach(), r]))[0, 1] < 0.9
 
 
 def test_geometric_init_ignores_feature_columns():
