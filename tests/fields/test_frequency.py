@@ -27,7 +27,7 @@ def test_random_fourier_features_closed_form_and_seed():
     c = RandomFourierFeatures(3, num_features=8, scale=5.0, seed=2)
     assert torch.equal(a.B, b.B) and not torch.equal(a.B, c.B)
     x = torch.randn(4, 3)
-    proj = 2 * math.pi * x @ a.B.T
+    proj = 2 * math.pi * (x @ a.B.T)
     torch.testing.assert_close(a(x), torch.cat([proj.sin(), proj.cos()], -1))
     # sin² + cos² = 1 for every feature pair.
     y = a(x)
