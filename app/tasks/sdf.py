@@ -72,8 +72,12 @@ class SDFModelConfig:
     """``relu`` or ``softplus``."""
     backend: str = "auto"
     """Hash-grid backend: ``auto`` (tcnn on CUDA when installed), ``torch`` or ``tcnn``."""
+    geometric_init: bool = False
+    """Start as the SDF of a sphere (SAL init). Useful when supervision is sparse (surface points,
+    eikonal terms); with dense exact-SDF samples the default init converges much faster (spot,
+    500 steps: Chamfer-L1 0.0007 without vs 0.0073 with; see docs/benchmarks.md)."""
     init_radius: float = 0.5
-    """Radius of the sphere the untrained field represents."""
+    """Radius of the sphere the untrained field represents (with ``geometric_init``)."""
 
 
 @dataclass
@@ -115,7 +119,8 @@ class SDFTask(Task):
         self.model = SDFField(
             enc, hidden_dim=config.model.hidden_dim,
             num_hidden_layers=config.model.num_hidden_layers,
-            activation=config.model.activation, init_radius=config.model.init_radius,
+            activation=config.model.activation, geometric_init=config.model.geometric_init,
+            init_radius=config.model.init_radius,
         ).to(device)
         self.normalization: Normalization | None = None
         self.source_path: str | None = None

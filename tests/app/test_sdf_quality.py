@@ -56,6 +56,7 @@ def test_negative_control_untrained_field_fails_the_same_check(fitted):
     mesh, _ = normalize_mesh(load_mesh(SPOT))
     md = MeshDistance(mesh)
     cfg = get_preset("spot-sdf")
+    cfg.model.geometric_init = True
     from app.run import build_task
 
     untrained = build_task(cfg, torch.device("cpu"))  # the geometric-init sphere
