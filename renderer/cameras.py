@@ -32,7 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["Camera", "turntable"]
+__all__ = ["Camera"]
 
 _ROTATION_TOL = 1e-4
 
@@ -390,30 +390,6 @@ class Camera:
             for k in range(n_frames)
         ]
 
-
-def turntable(
-    n_frames: int,
-    elevation_deg: float,
-    radius: float,
-    target: Sequence[float] | Tensor = (0.0, 0.0, 0.0),
-    up: Sequence[float] | Tensor = (0.0, 1.0, 0.0),
-    width: int = 256,
-    height: int = 256,
-    fov_y_deg: float = 40.0,
-    start_azimuth_deg: float = 0.0,
-) -> list[Camera]:
-    """Function form of :meth:`Camera.turntable` (same arguments)."""
-    return Camera.turntable(
-        n_frames,
-        elevation_deg,
-        radius,
-        target=target,
-        up=up,
-        width=width,
-        height=height,
-        fov_y_deg=fov_y_deg,
-        start_azimuth_deg=start_azimuth_deg,
-    )
 
 
 def _c2w_from_axes(x: np.ndarray, y: np.ndarray, z: np.ndarray, centre: np.ndarray) -> Tensor:

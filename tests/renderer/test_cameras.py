@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from renderer.cameras import Camera, turntable
+from renderer.cameras import Camera
 
 
 def random_rotation(seed: int) -> torch.Tensor:
@@ -117,7 +117,7 @@ def test_orbit_about_another_up_axis():
 
 
 def test_turntable():
-    cams = turntable(8, 25.0, 2.5, width=16, height=16)
+    cams = Camera.turntable(8, 25.0, 2.5, width=16, height=16)
     assert len(cams) == 8
     azimuths = [math.degrees(math.atan2(c.position[0].item(), c.position[2].item())) % 360
                 for c in cams]
