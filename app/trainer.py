@@ -92,9 +92,8 @@ class Trainer:
         for g in groups:
             g["lr_factor"] = g.get("lr_factor", 1.0)
             g["lr"] = config.lr * g["lr_factor"]
-        fused = task.device.type == "cpu"
-        self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15,
-                                          foreach=None if fused else True)
+        # instant-ngp's Adam settings (β₂ = 0.99, ε = 1e-15) suit sparse hash-table updates.
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
         self.step = 0
         self.elapsed = 0.0
         self._stop = threading.Event()

@@ -207,7 +207,7 @@ class LearnedVariance(nn.Module):
     ``forward()`` returns ``s`` clipped to ``[1e-6, 1e6]`` as NeuS's renderer does.
 
     Example:
-        >>> round(float(LearnedVariance(0.3)()), 4)
+        >>> round(LearnedVariance(0.3)().item(), 4)
         20.0855
     """
 
