@@ -117,9 +117,26 @@ class MultiViewDataset:
     background: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        n = self.images.shape[0]
+        n, h, w = self.images.shape[:3]
         if n == 0:
             raise ValueError("a MultiViewDataset needs at least one view")
+        # The same checks as the jaxtyping annotations, for callers running without a checker.
+        expected = {
+            "images": (n, h, w, 3),
+            "c2w": (n, 4, 4),
+            "fx": (n,),
+            "fy": (n,),
+            "cx": (n,),
+            "cy": (n,),
+            "alpha": (n, h, w),
+            "masks": (n, h, w),
+            "distortion": (n, 4),
+            "aabb": (6,),
+        }
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"{name} must have shape {list(shape)}, got {list(value.shape)}")
         if len(self.names) != n:
             raise ValueError(f"{len(self.names)} names for {n} images")
         if not (0.0 <= self.near < self.far):
@@ -300,8 +317,9 @@ def pixel_directions(
     ``distortion`` is given, then ``d = (x, −y, −1) / ‖·‖``.
 
     Example:
-        >>> pixel_directions(torch.tensor([[2.0, 2.0]]), 10.0, 10.0, 2.0, 2.0)
-        tensor([[ 0.,  0., -1.]])
+        >>> d = pixel_directions(torch.tensor([[2.0, 2.0]]), 10.0, 10.0, 2.0, 2.0)
+        >>> [v + 0.0 for v in d[0].tolist()]  # the principal point looks straight ahead
+        [0.0, 0.0, -1.0]
     """
     xy = torch.stack([(pixels[..., 0] - cx) / fx, (pixels[..., 1] - cy) / fy], dim=-1)
     if distortion is not None:
@@ -335,7 +353,7 @@ def decompose_projection(projection: np.ndarray) -> tuple[np.ndarray, np.ndarray
         >>> K = np.array([[100.0, 0, 50], [0, 120.0, 40], [0, 0, 1]])
         >>> P = K @ np.hstack([np.eye(3), [[0.0], [0.0], [4.0]]])
         >>> K2, c2w = decompose_projection(P)
-        >>> bool(np.allclose(K2, K)), c2w[:3, 3].round(6).tolist()
+        >>> bool(np.allclose(K2, K)), [round(v, 6) + 0.0 for v in c2w[:3, 3].tolist()]
         (True, [0.0, 0.0, -4.0])
     """
     p = np.asarray(projection, dtype=np.float64)[:3, :4]
@@ -441,7 +459,9 @@ def _resolve_image(folder: Path, file_path: str) -> Path | None:
 def _read_image(path: Path) -> np.ndarray:
     """``[H, W, 3 or 4]`` float32 in ``[0, 1]`` (grey expanded to RGB), or a DataError."""
     try:
-        arr = np.asarray(iio.imread(path))
+        with warnings.catch_warnings():  # imageio's plugin probing warns about legacy plugins
+            warnings.simplefilter("ignore", DeprecationWarning)
+            arr = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many kinds of errors on bad bytes
         detail = " ".join(str(exc).split())[:160]
         raise DataError(path, f"could not read image ({type(exc).__name__}: {detail})") from exc
@@ -501,7 +521,7 @@ def _check_size(path: Path, size: tuple[int, int], first: tuple[int, int], first
         )
 
 
-def _t(values: Sequence[float] | np.ndarray) -> Tensor:
+def _t(values: object) -> Tensor:
     return torch.as_tensor(np.asarray(values, dtype=np.float32))
 
 
@@ -729,6 +749,8 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(path, "file not found")
     if path.is_dir():
         raise DataError(path, "is a directory, expected an .npz file")
+    if not zipfile.is_zipfile(path):  # np.load would take other bytes for a pickle
+        raise DataError(path, "not a readable .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
@@ -923,7 +945,10 @@ def load_neus_dtu(
 
 
 def load_multiview(
-    path: str | os.PathLike[str], split: str = "train", downscale: int = 1
+    path: str | os.PathLike[str],
+    split: str = "train",
+    downscale: int = 1,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> MultiViewDataset:
     """Load any supported multi-view dataset from a folder or a file (what ``--data`` takes).
 
@@ -931,7 +956,8 @@ def load_multiview(
     ``transforms_*.json`` file → :func:`load_blender`; a folder with ``transforms.json`` or any
     other ``.json`` → :func:`load_ngp_transforms`; a folder with ``cameras_sphere.npz`` (or that
     file) → :func:`load_neus_dtu`; another ``.npz`` → :func:`load_tiny_nerf`. ``split`` applies
-    to Blender and tiny NeRF; instant-ngp and NeuS scenes are one ``"all"`` split.
+    to Blender and tiny NeRF; instant-ngp and NeuS scenes are one ``"all"`` split. ``background``
+    is what RGBA images (Blender, instant-ngp) are composited over.
 
     Raises:
         DataError: if ``path`` does not exist or matches none of the layouts above.
@@ -946,9 +972,9 @@ def load_multiview(
         raise DataError(p, "file or folder not found")
     if p.is_dir():
         if (p / f"transforms_{split}.json").is_file() or (p / "transforms_train.json").is_file():
-            return load_blender(p, split, downscale=downscale)
+            return load_blender(p, split, background, downscale)
         if (p / "transforms.json").is_file():
-            return load_ngp_transforms(p / "transforms.json", downscale=downscale)
+            return load_ngp_transforms(p / "transforms.json", background, downscale)
         if (p / "cameras_sphere.npz").is_file():
             return load_neus_dtu(p, downscale=downscale)
         raise DataError(
@@ -958,8 +984,8 @@ def load_multiview(
         )
     if p.suffix.lower() == ".json":
         if re.fullmatch(r"transforms_\w+\.json", p.name):
-            return load_blender(p, downscale=downscale)
-        return load_ngp_transforms(p, downscale=downscale)
+            return load_blender(p, background=background, downscale=downscale)
+        return load_ngp_transforms(p, background, downscale)
     if p.name == "cameras_sphere.npz":
         return load_neus_dtu(p.parent, downscale=downscale)
     if p.suffix.lower() == ".npz":

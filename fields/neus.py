@@ -136,7 +136,9 @@ class NeuSField(nn.Module):
     ) -> tuple[Float[Tensor, " N"], Float[Tensor, "N F"], Float[Tensor, "N 3"]]:
         """``(sdf, features, ∇sdf)`` from one forward pass, the gradient taken at the leaf
         ``q(x)``. With ``create_graph`` the gradient is differentiable in the parameters (eikonal
-        loss; smooth encodings only — see the module docstring)."""
+        loss, or NeuS's colour network fed with these gradients as normals); that needs second
+        derivatives, so with the torch hash grid pass ``create_graph=False`` and use
+        :meth:`gradient_fd` for anything that must be differentiated."""
         with torch.enable_grad():
             xq = self.quantize(x).detach().requires_grad_(True)
             sdf, features = self._network(xq)

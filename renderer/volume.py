@@ -164,11 +164,12 @@ def accumulate(
     values: Float[Tensor, "*batch C"] | None = None,
     ray_indices: Int[Tensor, " M"] | None = None,
     n_rays: int | None = None,
-) -> Float[Tensor, "R *C"]:
+) -> Float[Tensor, "R ..."]:
     """Per-ray sums ``Σ_i w_i v_i`` (opacity ``Σ_i w_i`` when ``values`` is None).
 
-    Batched weights ``[R, S]`` sum over ``S``; packed weights ``[M]`` are scattered into ``n_rays``
-    rows (rays without samples get 0). For depth pass ``t_mid[..., None]``.
+    Batched weights ``[R, S]`` sum over ``S``; packed weights ``[M]`` (``ray_indices`` sorted)
+    are summed per ray segment into ``n_rays`` rows (rays without samples get 0). For depth
+    pass ``t_mid[..., None]``.
 
     Returns:
         ``[R]`` when ``values`` is None, else ``[R, C]``.
@@ -185,10 +186,10 @@ def accumulate(
         # [R, 1, S] @ [R, S, C]: one batched matmul, no [R, S, C] temporary.
         return torch.matmul(weights.unsqueeze(-2), values).squeeze(-2)
     assert n_rays is not None
-    if values is None:
-        return weights.new_zeros(n_rays).index_add(0, ray_indices, weights)
-    src = weights[:, None] * values
-    return src.new_zeros(n_rays, src.shape[-1]).index_add(0, ray_indices, src)
+    src = weights if values is None else weights[:, None] * values
+    # Samples of a ray are contiguous (ray_indices sorted): a segment sum, faster than index_add.
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    return torch.segment_reduce(src, "sum", lengths=counts)
 
 
 def composite(
@@ -210,9 +211,15 @@ def composite(
     Returns:
         ``(rgb [R, 3], depth [R], opacity [R])``.
     """
-    opacity = accumulate(weights, None, ray_indices, n_rays)
-    color = accumulate(weights, rgb, ray_indices, n_rays)
-    depth = accumulate(weights, t_mid[..., None], ray_indices, n_rays)[:, 0]
+    if ray_indices is None:
+        opacity = accumulate(weights)
+        color = accumulate(weights, rgb)
+        depth = accumulate(weights, t_mid[..., None])[:, 0]
+    else:
+        # One segment sum over [rgb, t, 1] instead of three passes over the packed samples.
+        values = torch.cat([rgb, t_mid[:, None], torch.ones_like(t_mid)[:, None]], dim=-1)
+        sums = accumulate(weights, values, ray_indices, n_rays)
+        color, depth, opacity = sums[:, :3], sums[:, 3], sums[:, 4]
     if background is not None:
         bg = torch.as_tensor(background, dtype=color.dtype, device=color.device)
         color = color + (1.0 - opacity)[:, None] * bg
