@@ -2,9 +2,10 @@
 
 from datasets.errors import DataError, DataWarning
 from datasets.meshes import Normalization, load_mesh, normalize_mesh
+from datasets.multiview import MultiViewDataset, load_multiview
 from datasets.sdf_samples import MeshDistance, sample_sdf
 
 __all__ = [
-    "DataError", "DataWarning", "MeshDistance", "Normalization", "load_mesh", "normalize_mesh",
-    "sample_sdf",
+    "DataError", "DataWarning", "MeshDistance", "MultiViewDataset", "Normalization", "load_mesh",
+    "load_multiview", "normalize_mesh", "sample_sdf",
 ]
