@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from app.config import ExperimentConfig, TrainerConfig
 from app.errors import PresetError
+from app.tasks.nerf import NeRFDataConfig, NeRFExperiment
 from app.tasks.sdf import MeshExportConfig, SDFDataConfig, SDFExperiment, SDFModelConfig
 from fields.encodings.hashgrid import HashGridConfig
 
@@ -41,6 +42,18 @@ def _sdf_hq() -> SDFExperiment:
     )
 
 
+def _spot_nerf() -> NeRFExperiment:
+    return NeRFExperiment(preset="spot-nerf", trainer=TrainerConfig(steps=2000, lr=1e-2))
+
+
+def _lego_nerf() -> NeRFExperiment:
+    return NeRFExperiment(
+        preset="lego-nerf", trainer=TrainerConfig(steps=2000, lr=1e-2),
+        data=NeRFDataConfig(path="../shared/data/nerf/tiny_nerf/tiny_nerf_data_reconstructed.npz",
+                            background=(0.0, 0.0, 0.0)),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -48,6 +61,10 @@ PRESETS: dict[str, Preset] = {
                _spot_sdf),
         Preset("sdf-hq", "SDF of a mesh at high quality (16 levels, 2^19 table); for a GPU",
                _sdf_hq),
+        Preset("spot-nerf", "radiance field of 100 synthetic views of spot (work in progress)",
+               _spot_nerf),
+        Preset("lego-nerf", "radiance field of tiny lego (../shared npz; work in progress)",
+               _lego_nerf),
     )
 }
 DEFAULT_PRESET = "spot-sdf"

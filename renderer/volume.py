@@ -34,11 +34,10 @@ from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
-from torch import Tensor, nn
+from torch import Tensor
 
 __all__ = [
     "VolumeRender",
-    "LearnedVariance",
     "weights_from_density",
     "weights_from_alpha",
     "accumulate",
@@ -83,10 +82,16 @@ def _exclusive_sum(
         # one ulp of the running sum, i.e. ≤ 1e-7 relative on exp(−sum).
         return x.cumsum(-1) - x
     assert n_rays is not None
-    x64 = x.double()
-    excl = x64.cumsum(0) - x64
-    excl = excl - excl[_first_sample(ray_indices, n_rays)]
-    return excl.to(x.dtype)
+    m = x.shape[0]
+    if m == 0:
+        return x.clone()
+    # Global prefix sums in float64 (a float32 prefix over a million samples would lose the
+    # per-ray digits), minus each ray's prefix at its first sample, broadcast to its samples.
+    excl = torch.cumsum(x, 0, dtype=torch.float64) - x
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    starts = (counts.cumsum(0) - counts).clamp_max(m - 1)  # empty rays: any valid index
+    at_start = torch.repeat_interleave(excl[starts], counts, output_size=m)
+    return (excl - at_start).to(x.dtype)
 
 
 def weights_from_density(
@@ -245,7 +250,8 @@ def neus_alpha(
 
     At ``r = 1`` the cosine is the true ``d·g`` on front faces (clamped to 0 on back faces), so α
     is the exact opacity of a plane; ``r < 1`` early in training keeps α non-zero everywhere.
-    Feed α to :func:`weights_from_alpha`.
+    Feed α to :func:`weights_from_alpha`. The learned ``s`` is a parameter of the model
+    (``fields.neus.LearnedVariance``, ``s = exp(10·v)``); this function only takes its value.
 
     Example:
         >>> a = neus_alpha(torch.tensor([0.0]), torch.tensor([[0.0, 0.0, 1.0]]),
@@ -261,23 +267,6 @@ def neus_alpha(
     next_cdf = torch.sigmoid((sdf + half) * inv_s)
     eps = 1e-5
     return ((prev_cdf - next_cdf + eps) / (prev_cdf + eps)).clip(0.0, 1.0)
-
-
-class LearnedVariance(nn.Module):
-    """NeuS's single learned spread: ``s = exp(10 · variance)``, ``variance`` initialised to 0.3.
-
-    The factor 10 makes ``s`` move by orders of magnitude during training (``s ≈ 20`` at start,
-    hundreds to thousands at convergence); :func:`neus_alpha` takes ``s`` as ``inv_s``. It lives
-    here, beside the formula it parameterises; it is a parameter of the rendering, not the field.
-    """
-
-    def __init__(self, init: float = 0.3) -> None:
-        super().__init__()
-        self.variance = nn.Parameter(torch.tensor(float(init)))
-
-    def forward(self) -> Float[Tensor, ""]:
-        """The inverse spread ``s`` (a scalar tensor)."""
-        return torch.exp(self.variance * 10.0)
 
 
 @dataclass

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from renderer.volume import (
-    LearnedVariance,
     accumulate,
     composite,
     neus_alpha,
@@ -238,13 +237,6 @@ def test_neus_alpha_back_face_is_transparent_at_full_anneal():
     late = neus_alpha(sdf, grads, grazing, torch.tensor([0.05, 0.05]), 500.0, 1.0)
     early = neus_alpha(sdf, grads, grazing, torch.tensor([0.05, 0.05]), 500.0, 0.0)
     assert late[0].item() < 2e-3 and early[0].item() > 0.9
-
-
-def test_learned_variance():
-    v = LearnedVariance()
-    torch.testing.assert_close(v(), torch.tensor(math.exp(3.0)))
-    v().backward()
-    assert v.variance.grad is not None and "variance" in v.state_dict()
 
 
 def test_sample_pdf_quantiles_follow_the_weights():

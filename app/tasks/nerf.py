@@ -1,0 +1,288 @@
+"""The ``nerf`` task: fit a radiance field to posed photographs (instant-ngp recipe on the CPU).
+
+Recipe, top to bottom:
+1. load the views (``datasets.multiview.load_multiview``: Blender, instant-ngp transforms,
+   tiny-NeRF ``.npz``, NeuS/DTU); ``path = "spot"`` renders the synthetic spot dataset once
+   (``datasets.synthetic``) so the preset runs from a fresh clone;
+2. flatten every training pixel into a ray (``rays_o``, ``rays_d``, ``rgb``);
+3. field: hash grid → density MLP → SH-encoded view direction → colour MLP
+   (``fields.radiance.RadianceField``, Müller et al. 2022);
+4. samples: an occupancy grid (``renderer.occupancy.OccupancyGrid``) marches rays at a fixed
+   step and keeps only samples in occupied cells; it is refreshed every few steps from the
+   field's density;
+5. quadrature: ``renderer.volume.render_rays`` (NeRF, Mildenhall et al. 2020) over a background;
+6. loss: mean squared error of a random batch of rays; evaluation: PSNR / SSIM on held-out views.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from app.config import ExperimentConfig
+from app.paths import PROJECT_ROOT, resolve_input
+from app.tasks.base import Task
+from datasets.multiview import MultiViewDataset, load_multiview
+from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
+from fields.radiance import RadianceField
+from renderer.cameras import Camera
+from renderer.occupancy import OccupancyGrid
+from renderer.shading import shade_depth
+from renderer.volume import render_rays
+
+__all__ = ["NeRFDataConfig", "NeRFModelConfig", "NeRFRenderConfig", "NeRFExperiment", "NeRFTask"]
+
+SPOT_DATASET = "spot"
+
+
+@dataclass
+class NeRFDataConfig:
+    """Where the views come from."""
+
+    path: str = SPOT_DATASET
+    """Blender folder or transforms file, instant-ngp ``transforms.json``, tiny-NeRF ``.npz``
+    or NeuS folder; ``spot`` renders the synthetic spot dataset (cached under
+    ``outputs/.datasets``)."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Colour behind the object (RGBA images are composited over it; also the render's)."""
+    downscale: int = 1
+    """Integer image downscale factor."""
+    batch_rays: int = 1024
+    """Rays per optimisation step."""
+    spot_size: int = 100
+    """Image size of the synthetic spot views."""
+
+
+@dataclass
+class NeRFModelConfig:
+    """The radiance field."""
+
+    encoding: HashGridConfig = field(default_factory=lambda: HashGridConfig(
+        num_levels=12, features_per_level=2, log2_hashmap_size=16, base_resolution=16,
+        max_resolution=512))
+    hidden_dim: int = 64
+    """Density MLP width."""
+    geo_feat_dim: int = 15
+    """Geometry features passed to the colour MLP."""
+    color_hidden: int = 64
+    """Colour MLP width."""
+    color_layers: int = 2
+    """Colour MLP hidden layers."""
+    backend: str = "auto"
+    """Hash-grid backend: ``auto``, ``torch`` or ``tcnn``."""
+
+
+@dataclass
+class NeRFRenderConfig:
+    """Sampling and rendering."""
+
+    aabb: tuple[float, float, float, float, float, float] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
+    """The scene box (the field's domain; a cube)."""
+    samples_per_ray: int = 128
+    """Marching step = box diagonal / this."""
+    occupancy_res: int = 64
+    """Occupancy grid cells per axis."""
+    occupancy_threshold: float = 0.01
+    """Opacity (density × step) above which a cell is occupied."""
+    occupancy_every: int = 16
+    """Steps between occupancy-grid updates."""
+    occupancy_warmup: int = 256
+    """Updates during which every cell is evaluated."""
+    chunk_rays: int = 4096
+    """Rays per chunk when rendering images."""
+
+
+@dataclass
+class NeRFExperiment(ExperimentConfig):
+    """Fit a radiance field to posed images."""
+
+    task: str = "nerf"
+    data: NeRFDataConfig = field(default_factory=NeRFDataConfig)
+    model: NeRFModelConfig = field(default_factory=NeRFModelConfig)
+    render: NeRFRenderConfig = field(default_factory=NeRFRenderConfig)
+
+
+def psnr(pred: Tensor, target: Tensor) -> float:
+    """Peak signal-to-noise ratio for images in [0, 1]: ``−10 log10(MSE)``."""
+    mse = torch.mean((pred - target) ** 2).item()
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+class NeRFTask(Task):
+    """Radiance field of posed images: train, render novel views, evaluate PSNR / SSIM."""
+
+    kind = "nerf"
+    config_cls = NeRFExperiment
+    render_modes = ("rgb", "depth", "opacity")
+
+    def __init__(self, config: NeRFExperiment, device: torch.device) -> None:
+        super().__init__(config, device)
+        self.config: NeRFExperiment = config
+        aabb = config.render.aabb
+        lo, hi = min(aabb[:3]), max(aabb[3:])
+        enc = HashGridEncoding(3, config.model.encoding, bounds=(lo, hi),
+                               backend=config.model.backend, device=device)
+        m = config.model
+        radiance = RadianceField(enc, hidden_dim=m.hidden_dim, geo_feat_dim=m.geo_feat_dim,
+                                 color_hidden=m.color_hidden, color_layers=m.color_layers)
+        grid = OccupancyGrid(aabb, res=config.render.occupancy_res)
+        self.model = nn.ModuleDict({"field": radiance, "grid": grid}).to(device)
+        diag = math.dist(aabb[:3], aabb[3:])
+        self.step_size = diag / config.render.samples_per_ray
+        self.near, self.far = 0.0, float("inf")
+        self.train_set: MultiViewDataset | None = None
+        self.test_set: MultiViewDataset | None = None
+        self._rays: tuple[Tensor, Tensor, Tensor] | None = None
+        self.source_path: str | None = None
+        self.last_samples_per_ray = 0.0
+
+    @property
+    def field(self) -> RadianceField:
+        return self.model["field"]
+
+    @property
+    def grid(self) -> OccupancyGrid:
+        return self.model["grid"]
+
+    # -- data -------------------------------------------------------------------------------
+    def _data_path(self) -> Path:
+        d = self.config.data
+        if d.path == SPOT_DATASET:
+            from datasets.synthetic import spot_blender_dataset
+
+            root = PROJECT_ROOT / "outputs" / ".datasets" / f"spot-{d.spot_size}"
+            return spot_blender_dataset(root, size=d.spot_size)
+        return resolve_input(d.path)
+
+    def setup_data(self) -> None:
+        d = self.config.data
+        path = self._data_path()
+        self.source_path = str(path)
+        self.train_set = load_multiview(path, split="train", downscale=d.downscale,
+                                        background=tuple(d.background))
+        try:
+            self.test_set = load_multiview(path, split="test", downscale=d.downscale,
+                                           background=tuple(d.background))
+        except Exception:  # no held-out split in this format: evaluate on training views
+            self.test_set = None
+        rays_o, rays_d, rgb = self.train_set.training_rays()
+        self._rays = (rays_o.to(self.device), rays_d.to(self.device), rgb.to(self.device))
+        # Object-centric scenes: the box clips every ray, so the dataset's near/far hints (made
+        # for other camera distances) are not needed and could cut the object.
+        self.near, self.far = 0.0, float("inf")
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        f = self.field
+        enc = list(f.encoding.parameters())
+        enc_ids = {id(p) for p in enc}
+        rest = [p for p in f.parameters() if id(p) not in enc_ids]
+        return [{"params": enc, "lr_factor": 1.0},
+                {"params": rest, "lr_factor": 1.0, "weight_decay": 1e-6}]
+
+    def _opacity_fn(self, x: Tensor) -> Tensor:
+        return self.field.density_chunked(x) * self.step_size
+
+    def _rgb_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        sigma, rgb = self.field(x, d)
+        return rgb, sigma
+
+    def training_loss(self, step: int) -> tuple[Tensor, dict[str, float]]:
+        if self._rays is None:
+            raise RuntimeError("setup_data() must run before training")
+        r = self.config.render
+        if step % r.occupancy_every == 0:
+            self.grid.update(step // r.occupancy_every, self._opacity_fn,
+                             occ_thre=r.occupancy_threshold,
+                             warmup_steps=r.occupancy_warmup // r.occupancy_every)
+        rays_o, rays_d, rgb = self._rays
+        idx = torch.randint(0, rays_o.shape[0], (self.config.data.batch_rays,), device=self.device)
+        o, d, target = rays_o[idx], rays_d[idx], rgb[idx]
+        ray_indices, t0, t1 = self.grid.sample(o, d, self.near, self.far, self.step_size,
+                                               stratified=True)
+        bg = torch.tensor(self.config.data.background, device=self.device)
+        out = render_rays(self._rgb_sigma, o, d, t0, t1, ray_indices, background=bg)
+        loss = torch.mean((out.rgb - target) ** 2)
+        self.last_samples_per_ray = ray_indices.shape[0] / o.shape[0]
+        if not loss.requires_grad:  # no sample hit an occupied cell: nothing to learn from
+            loss = loss + 0.0 * sum(p.sum() for p in self.field.parameters())
+        return loss, {"psnr": -10.0 * math.log10(max(loss.item(), 1e-10)),
+                      "samples_per_ray": round(self.last_samples_per_ray, 2)}
+
+    # -- state ------------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {"source_path": self.source_path, "near": self.near, "far": self.far}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.source_path = meta.get("source_path")
+        self.near = float(meta.get("near", 0.0))
+        far = meta.get("far")
+        self.far = float(far) if far is not None else float("inf")
+
+    # -- using the field --------------------------------------------------------------------
+    def default_camera(self, width: int = 256, height: int = 256) -> Camera:
+        return Camera.orbit(30.0, 25.0, 4.0, width=width, height=height, fov_y_deg=40.0)
+
+    @torch.no_grad()
+    def render_views(self, camera: Camera) -> dict[str, Tensor]:
+        """``rgb [H, W, 3]``, ``depth [H, W]`` (expected, normalised by opacity), ``opacity``."""
+        self.model.eval()
+        rays_o, rays_d = camera.rays(device=self.device)
+        bg = torch.tensor(self.config.data.background, device=self.device)
+        rgb, depth, opac = [], [], []
+        n = self.config.render.chunk_rays
+        for o, d in zip(rays_o.split(n), rays_d.split(n)):
+            ray_indices, t0, t1 = self.grid.sample(o, d, self.near, self.far, self.step_size)
+            out = render_rays(self._rgb_sigma, o, d, t0, t1, ray_indices, background=bg)
+            rgb.append(out.rgb)
+            depth.append(out.depth / out.opacity.clamp_min(1e-6))
+            opac.append(out.opacity)
+        h, w = camera.height, camera.width
+        return {"rgb": torch.cat(rgb).reshape(h, w, 3).clamp(0, 1),
+                "depth": torch.cat(depth).reshape(h, w),
+                "opacity": torch.cat(opac).reshape(h, w)}
+
+    def render(self, camera: Camera, mode: str = "rgb") -> np.ndarray:
+        if mode not in self.render_modes:
+            raise ValueError(f"unknown render mode {mode!r}; the nerf task has {self.render_modes}")
+        views = self.render_views(camera)
+        if mode == "rgb":
+            img = views["rgb"]
+        elif mode == "opacity":
+            img = views["opacity"][..., None].expand(-1, -1, 3)
+        else:
+            hit = views["opacity"] > 0.5
+            img = shade_depth(views["depth"], hit)
+        return img.detach().cpu().numpy()
+
+    def evaluate(self, max_views: int | None = None, **_: Any) -> dict[str, Any]:
+        """PSNR and SSIM on the held-out views (training views if the format has none)."""
+        from skimage.metrics import structural_similarity
+
+        if self.train_set is None:
+            self.setup_data()
+        views = self.test_set if self.test_set is not None else self.train_set
+        n = len(views) if max_views is None else min(max_views, len(views))
+        psnrs, ssims = [], []
+        for i in range(n):
+            pred = self.render_views(views.camera(i))["rgb"].cpu()
+            gt = views.images[i]
+            psnrs.append(psnr(pred, gt))
+            ssims.append(float(structural_similarity(pred.numpy(), gt.numpy(), channel_axis=2,
+                                                     data_range=1.0)))
+        return {"split": "test" if self.test_set is not None else "train", "views": n,
+                "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+                "psnr_per_view": [round(p, 3) for p in psnrs]}
+
+    def properties(self) -> dict[str, Any]:
+        p = super().properties()
+        p.update({"source": self.source_path,
+                  "occupied_fraction": float(self.grid.occupied.float().mean()),
+                  "samples_per_ray": self.last_samples_per_ray,
+                  "render_modes": list(self.render_modes)})
+        return p
