@@ -22,6 +22,7 @@ from pathlib import Path
 ROWS = {
     "B1": "benchmarks.rows.b1_hashgrid",
     "B2": "benchmarks.rows.b2_mlp",
+    "B4": "benchmarks.rows.b4_volume",
     "B5": "benchmarks.rows.b5_trace_mesh",
     "B7": "benchmarks.rows.b7_sdf_samples",
     "B8": "benchmarks.rows.b8_meshing",

@@ -2,7 +2,12 @@
 
 from renderer.cameras import Camera
 from renderer.meshing import export_mesh, extract_mesh
+from renderer.occupancy import OccupancyGrid
 from renderer.sphere_trace import sphere_trace
 from renderer.surface import render_surface
+from renderer.volume import render_rays
 
-__all__ = ["Camera", "export_mesh", "extract_mesh", "render_surface", "sphere_trace"]
+__all__ = [
+    "Camera", "OccupancyGrid", "export_mesh", "extract_mesh", "render_rays", "render_surface",
+    "sphere_trace",
+]

@@ -139,6 +139,7 @@ class NeRFTask(Task):
         self.train_set: MultiViewDataset | None = None
         self.test_set: MultiViewDataset | None = None
         self._rays: tuple[Tensor, Tensor, Tensor] | None = None
+        self._alpha: Tensor | None = None
         self.source_path: str | None = None
         self.last_samples_per_ray = 0.0
 
@@ -172,6 +173,14 @@ class NeRFTask(Task):
         except Exception:  # no held-out split in this format: evaluate on training views
             self.test_set = None
         rays_o, rays_d, rgb = self.train_set.training_rays()
+        alpha = self.train_set.alpha
+        if alpha is not None:
+            # Keep premultiplied colour and alpha: each step composites over a random
+            # background, so empty space must become transparent (a fog the colour of a fixed
+            # background would otherwise be an equally good fit and can trap training).
+            a = alpha.reshape(-1, 1).to(rgb.dtype)
+            rgb = rgb - (1.0 - a) * torch.tensor(d.background, dtype=rgb.dtype)
+            self._alpha = a.to(self.device)
         self._rays = (rays_o.to(self.device), rays_d.to(self.device), rgb.to(self.device))
         # Object-centric scenes: the box clips every ray, so the dataset's near/far hints (made
         # for other camera distances) are not needed and could cut the object.
@@ -205,7 +214,11 @@ class NeRFTask(Task):
         o, d, target = rays_o[idx], rays_d[idx], rgb[idx]
         ray_indices, t0, t1 = self.grid.sample(o, d, self.near, self.far, self.step_size,
                                                stratified=True)
-        bg = torch.tensor(self.config.data.background, device=self.device)
+        if self._alpha is not None:
+            bg = torch.rand(o.shape[0], 3, device=self.device)
+            target = target + (1.0 - self._alpha[idx]) * bg
+        else:
+            bg = torch.tensor(self.config.data.background, device=self.device)
         out = render_rays(self._rgb_sigma, o, d, t0, t1, ray_indices, background=bg)
         loss = torch.mean((out.rgb - target) ** 2)
         self.last_samples_per_ray = ray_indices.shape[0] / o.shape[0]
