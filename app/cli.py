@@ -77,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", parents=[common], help="render images or a turntable video")
     r.add_argument("run_dir")
     r.add_argument("--out", required=True, help="FILE.png or FILE.mp4")
-    r.add_argument("--mode", default="shaded", help="shaded, normals, depth, steps")
+    r.add_argument("--mode", default=None,
+                   help="sdf: shaded, normals, depth, steps; nerf: rgb, depth, opacity "
+                   "(default: the task's first)")
     r.add_argument("--frames", type=_positive_int, default=None,
                    help="turntable frames (default: 1 for .png, 48 for .mp4; a .png with more "
                    "than one frame is a contact sheet)")
@@ -169,6 +171,7 @@ def _cmd_render(args) -> int:
     if suffix not in (".png", ".mp4", ".jpg", ".jpeg"):
         raise SystemExit(f"fields-app: error: {out}: --out must end in .png, .jpg or .mp4")
     run = load_run(args.run_dir, device=args.device or "cpu")
+    args.mode = args.mode or run.task.render_modes[0]
     if args.mode not in run.task.render_modes:
         raise SystemExit(f"fields-app: error: --mode {args.mode!r}: the {run.task.kind} task "
                          f"renders {', '.join(run.task.render_modes)}")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from app.config import ExperimentConfig
+from app.errors import FieldsAppError
 from renderer.cameras import Camera
 
 __all__ = ["Task"]
@@ -69,11 +70,11 @@ class Task(abc.ABC):
 
     def export(self, path: Path, **options: Any) -> dict[str, Any]:
         """Write the field's geometry to ``path``; return facts about what was written."""
-        raise NotImplementedError(f"the {self.kind} task has no export")
+        raise FieldsAppError(f"the {self.kind} task has no mesh export (sdf and neus tasks do)")
 
     def evaluate(self, **options: Any) -> dict[str, float]:
         """Quality metrics of the trained field."""
-        raise NotImplementedError(f"the {self.kind} task has no evaluation")
+        raise FieldsAppError(f"the {self.kind} task has no evaluation")
 
     def properties(self) -> dict[str, Any]:
         """Read-only facts shown by the viewer and ``fields-app`` (plain types)."""
