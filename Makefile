@@ -39,8 +39,8 @@ lint: setup
 # Peers for benchmarks/ (BENCHMARKS.md): nerfstudio without its dependency tree, plus the few
 # modules its encodings import.
 bench-deps: setup
-	$(BIN)/python -m pip install -q -c constraints.txt PyMCubes embreex jaxtyping rich
-	$(BIN)/python -m pip install -q -c constraints.txt --no-deps nerfstudio==1.1.5 viser msgspec websockets zstandard
+	$(BIN)/python -m pip install -q -c constraints.txt PyMCubes embreex jaxtyping rich matplotlib
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps nerfstudio==1.1.5 viser==1.1.1 msgspec==0.22.0 websockets==17.4 zstandard==0.25.0
 
 bench: bench-deps
 	$(BIN)/python -m benchmarks.run --suite cpu
