@@ -39,6 +39,7 @@ from renderer.volume import render_rays
 __all__ = ["NeRFDataConfig", "NeRFModelConfig", "NeRFRenderConfig", "NeRFExperiment", "NeRFTask"]
 
 SPOT_DATASET = "spot"
+OCCUPANCY_REFERENCE_SAMPLES = 1024
 
 
 @dataclass
@@ -135,6 +136,9 @@ class NeRFTask(Task):
         self.model = nn.ModuleDict({"field": radiance, "grid": grid}).to(device)
         diag = math.dist(aabb[:3], aabb[3:])
         self.step_size = diag / config.render.samples_per_ray
+        # Cells are judged by the opacity of a fine reference step (nerfacc's convention for
+        # occ_thre), not of our coarse marching step, so empty space is pruned early.
+        self.occupancy_step = diag / OCCUPANCY_REFERENCE_SAMPLES
         self.near, self.far = 0.0, float("inf")
         self.train_set: MultiViewDataset | None = None
         self.test_set: MultiViewDataset | None = None
@@ -195,7 +199,7 @@ class NeRFTask(Task):
                 {"params": rest, "lr_factor": 1.0, "weight_decay": 1e-6}]
 
     def _opacity_fn(self, x: Tensor) -> Tensor:
-        return self.field.density_chunked(x) * self.step_size
+        return self.field.density_chunked(x) * self.occupancy_step
 
     def _rgb_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         sigma, rgb = self.field(x, d)
