@@ -37,3 +37,26 @@ def test_tiny_nerf_learns_renders_and_reloads(tmp_path):
         assert img.shape == (16, 20, 3) and np.isfinite(img).all()
     # The reloaded run renders what the trained task renders.
     assert np.allclose(run.render(cam, "rgb"), task.render(cam, "rgb"), atol=1e-5)
+
+
+def test_nerf_cli_train_render_eval_and_export_error(tmp_path, capsys):
+    import json
+
+    from app.cli import main
+
+    root = spot_blender_dataset(tmp_path / "spot", n_train=4, n_test=2, size=16)
+    run_dir = tmp_path / "cli-run"
+    tiny = ["--data.batch-rays", "256", "--model.encoding.num-levels", "4",
+            "--model.encoding.log2-hashmap-size", "10", "--render.samples-per-ray", "32",
+            "--render.occupancy-res", "8"]
+    assert main(["train", "spot-nerf", "--steps", "20", "--data", str(root), "--out",
+                 str(run_dir), "--no-progress", *tiny]) == 0
+    capsys.readouterr()
+    assert main(["render", str(run_dir), "--out", str(tmp_path / "v.png"), "--size",
+                 "24x20"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "rgb"  # the task's first mode
+    assert main(["eval", str(run_dir)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["views"] == 2 and np.isfinite(metrics["psnr"])
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "m.ply")]) == 2
+    assert "no mesh export" in capsys.readouterr().err
