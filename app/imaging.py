@@ -10,15 +10,18 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+import torch
+
+from renderer import shading
 
 __all__ = ["to_uint8", "save_image", "save_video", "contact_sheet"]
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Float ``[H, W, C]`` in [0, 1] → uint8 (rounded, clipped)."""
+    """Float ``[H, W, C]`` in [0, 1] → uint8 (``renderer.shading.to_uint8`` on arrays)."""
     if img.dtype == np.uint8:
         return img
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return shading.to_uint8(torch.from_numpy(np.ascontiguousarray(img))).numpy()
 
 
 def _tmp_for(path: Path) -> str:

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import open3d as o3d
+import torch
 import trimesh
 
 from datasets.errors import DataError
 from datasets.meshes import normalization_for
 from renderer.cameras import Camera
+from renderer.shading import linear_to_srgb, srgb_to_linear, to_uint8
 
 __all__ = [
     "load_textured_mesh", "make_textured_views", "sphere_cameras", "spot_blender_dataset",
@@ -33,12 +35,11 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "meshes"
 
 
 def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return srgb_to_linear(torch.from_numpy(np.asarray(c, np.float64))).numpy()
 
 
 def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+    return linear_to_srgb(torch.from_numpy(np.asarray(c, np.float64))).numpy()
 
 
 def load_textured_mesh(mesh_path: Path, texture_path: Path) -> tuple[trimesh.Trimesh, np.ndarray]:
@@ -180,8 +181,7 @@ def write_blender_dataset(root: str | Path, splits: dict[str, tuple[list[Camera]
         (root / split).mkdir(parents=True, exist_ok=True)
         frames = []
         for i, (cam, img) in enumerate(zip(cams, images)):
-            imageio.imwrite(root / split / f"r_{i}.png",
-                            (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+            imageio.imwrite(root / split / f"r_{i}.png", to_uint8(torch.from_numpy(img)).numpy())
             frames.append({"file_path": f"./{split}/r_{i}",
                            "transform_matrix": cam.c2w.tolist()})
         data = {"camera_angle_x": camera_angle_x, "frames": frames}
