@@ -163,8 +163,9 @@ class Trainer:
             self.step += 1
             return {"loss": value, "skipped": 1.0, "lr": self.cfg.lr * f}
         self._nonfinite = 0
-        loss.backward()
-        self.optimizer.step()
+        if loss.requires_grad:  # a batch with nothing to learn from (e.g. no samples) skips
+            loss.backward()
+            self.optimizer.step()
         self.step += 1
         self.last_loss = value
         return {"loss": value, "lr": self.cfg.lr * f, **extras}

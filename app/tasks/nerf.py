@@ -226,8 +226,6 @@ class NeRFTask(Task):
         out = render_rays(self._rgb_sigma, o, d, t0, t1, ray_indices, background=bg)
         loss = torch.mean((out.rgb - target) ** 2)
         self.last_samples_per_ray = ray_indices.shape[0] / o.shape[0]
-        if not loss.requires_grad:  # no sample hit an occupied cell: nothing to learn from
-            loss = loss + 0.0 * sum(p.sum() for p in self.field.parameters())
         return loss, {"psnr": -10.0 * math.log10(max(loss.item(), 1e-10)),
                       "samples_per_ray": round(self.last_samples_per_ray, 2)}
 

@@ -148,3 +148,18 @@ def test_config_round_trip_and_errors():
     with pytest.raises(ConfigError, match="trainer.steps"):
         config_from_dict(SDFExperiment, d)
     assert math.isfinite(back.trainer.lr)
+
+
+def test_batch_without_gradient_skips_the_update(tmp_path):
+    """A task may return a constant loss (no samples hit anything): the step is counted, the
+    weights stay."""
+
+    class Constant(ToyTask):
+        def training_loss(self, step):
+            return torch.tensor(0.25), {}
+
+    task = Constant()
+    before = task.model.weight.detach().clone()
+    result = Trainer(task, TrainerConfig(steps=5), tmp_path, progress=False,
+                     log=lambda m: None).fit()
+    assert result.step == 5 and torch.equal(task.model.weight, before)
