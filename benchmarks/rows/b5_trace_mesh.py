@@ -36,16 +36,17 @@ PEER = "open3d RaycastingScene.cast_rays"
 
 
 def _spot_scene():
+    """spot, normalised by the project's loader (longest side 2, centred), in a bare open3d
+    scene: the peer, and the exact distance queries our tracer steps with."""
     import open3d as o3d
 
-    mesh = o3d.io.read_triangle_mesh(str(MESH))
-    v = np.asarray(mesh.vertices)
-    lo, hi = v.min(0), v.max(0)
-    v = (v - (lo + hi) / 2) * (2.0 / (hi - lo).max())  # centred, longest side 2
+    from datasets.meshes import load_mesh, normalize_mesh
+
+    mesh, _ = normalize_mesh(load_mesh(MESH))
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.triangles).astype(np.uint32)))
-    return scene, len(mesh.triangles)
+    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    return scene, len(mesh.faces)
 
 
 def _distance_fn(scene, signed: bool) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -135,31 +135,21 @@ def test_torus_depth_and_mask_match_the_quartic():
 
 
 @pytest.fixture(scope="module")
-def spot_scene():
-    o3d = pytest.importorskip("open3d")
-    mesh = o3d.io.read_triangle_mesh(str(MESH))
-    v = np.asarray(mesh.vertices)
-    lo, hi = v.min(0), v.max(0)
-    v = (v - (lo + hi) / 2) * (2.0 / (hi - lo).max())  # centred, longest side 2
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.triangles).astype(np.uint32)))
-    return scene
+def spot_distance():
+    from datasets.meshes import load_mesh, normalize_mesh
+    from datasets.sdf_samples import MeshDistance
+
+    return MeshDistance(normalize_mesh(load_mesh(MESH))[0], nsamples=1)
 
 
-def test_spot_mesh_matches_open3d_ray_casting(spot_scene):
-    o3d = pytest.importorskip("open3d")
-
-    def signed_distance(x: torch.Tensor) -> torch.Tensor:
-        d = spot_scene.compute_signed_distance(o3d.core.Tensor(x.numpy()))
-        return torch.from_numpy(d.numpy())
-
+def test_spot_mesh_matches_open3d_ray_casting(spot_distance):
     cam = Camera.orbit(35.0, 20.0, 3.2, width=96, height=96, fov_y_deg=40.0)
     rays_o, rays_d = cam.rays()
-    out = sphere_trace(signed_distance, rays_o, rays_d, aabb=(-1.05,) * 3 + (1.05,) * 3)
-    ans = spot_scene.cast_rays(o3d.core.Tensor(torch.cat([rays_o, rays_d], 1).numpy()))
-    gt_depth = ans["t_hit"].numpy()
-    gt_hit = np.isfinite(gt_depth)
+    out = sphere_trace(spot_distance.signed_distance, rays_o, rays_d,
+                       aabb=(-1.05,) * 3 + (1.05,) * 3)
+    depth_ref, hit_ref, normals_ref = spot_distance.cast_rays(rays_o, rays_d)
+    gt_depth = depth_ref.numpy()
+    gt_hit = hit_ref.numpy()
     ours = out.hit.numpy()
     iou = (ours & gt_hit).sum() / (ours | gt_hit).sum()
     both = ours & gt_hit
@@ -168,7 +158,7 @@ def test_spot_mesh_matches_open3d_ray_casting(spot_scene):
     assert iou >= 0.98, iou
     assert mae <= 0.01, mae
     # Normals agree with the triangles' (open3d's primitive normals face outwards).
-    gt_n = torch.from_numpy(ans["primitive_normals"].numpy())[torch.from_numpy(both)]
+    gt_n = normals_ref[torch.from_numpy(both)]
     cos = (out.normals[torch.from_numpy(both)] * gt_n).sum(-1)
     assert cos.median() > 0.99
 
