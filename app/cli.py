@@ -1,7 +1,7 @@
 """``fields-app``: train, export, render and evaluate neural fields from the command line.
 
     fields-app train PRESET [--data PATH] [--steps N] [--out RUN_DIR] [--device cpu|cuda|auto]
-                            [--restart] [--section.field VALUE ...]
+                            [--quantize R] [--restart] [--section.field VALUE ...]
     fields-app export RUN_DIR --out FILE.ply|FILE.obj [--resolution R]
     fields-app render RUN_DIR --out FILE.png|FILE.mp4 [--mode shaded|normals|depth]
                               [--frames K] [--size WxH]
@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="input data (e.g. a mesh for sdf presets)")
     t.add_argument("--steps", type=_positive_int, help="training steps")
     t.add_argument("--out", help="run directory (default: outputs/PRESET)")
+    t.add_argument("--quantize", type=_positive_int, metavar="R",
+                   help="CQ-NIR: snap network inputs to a lattice of R points per axis "
+                   "(neus presets; 25600 is the official setting)")
     t.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--help-config", action="store_true", help="list every config override")
@@ -78,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     r.add_argument("--out", required=True, help="FILE.png or FILE.mp4")
     r.add_argument("--mode", default=None,
-                   help="sdf: shaded, normals, depth, steps; nerf: rgb, depth, opacity "
+                   help="sdf: shaded, normals, depth, steps; nerf: rgb, depth, opacity; "
+                   "neus: rgb, normals, depth, opacity "
                    "(default: the task's first)")
     r.add_argument("--frames", type=_positive_int, default=None,
                    help="turntable frames (default: 1 for .png, 48 for .mp4; a .png with more "
@@ -130,6 +134,11 @@ def _cmd_train(args, extra: list[str]) -> int:
         if not hasattr(cfg, "data") or not hasattr(cfg.data, "path"):
             raise SystemExit(f"fields-app: error: preset {preset!r} takes no --data")
         cfg.data.path = args.data
+    if args.quantize is not None:
+        if not hasattr(getattr(cfg, "model", None), "quantize"):
+            raise ValueError(f"--quantize: the {cfg.task} task has no coordinate quantisation "
+                             "(neus presets have)")
+        cfg.model.quantize = args.quantize
     if args.steps is not None:
         cfg.trainer.steps = args.steps
     if args.device is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from app.config import ExperimentConfig, TrainerConfig
 from app.errors import PresetError
 from app.tasks.nerf import NeRFDataConfig, NeRFExperiment
+from app.tasks.neus import NeuSDataConfig, NeuSExperiment
 from app.tasks.sdf import MeshExportConfig, SDFDataConfig, SDFExperiment, SDFModelConfig
 from fields.encodings.hashgrid import HashGridConfig
 
@@ -54,6 +55,18 @@ def _lego_nerf() -> NeRFExperiment:
     )
 
 
+def _spot_neus() -> NeuSExperiment:
+    return NeuSExperiment(preset="spot-neus", trainer=TrainerConfig(steps=2000, lr=1e-2))
+
+
+def _dtu_neus() -> NeuSExperiment:
+    return NeuSExperiment(
+        preset="dtu-neus", trainer=TrainerConfig(steps=3000, lr=1e-2),
+        data=NeuSDataConfig(path="../shared/data/nerf/dtu_scan24_subset", downscale=8,
+                            background=(0.0, 0.0, 0.0)),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -65,6 +78,10 @@ PRESETS: dict[str, Preset] = {
                _spot_nerf),
         Preset("lego-nerf", "radiance field of tiny lego (../shared npz; work in progress)",
                _lego_nerf),
+        Preset("spot-neus", "NeuS surface from 100 synthetic views of spot, mesh export",
+               _spot_neus),
+        Preset("dtu-neus", "NeuS surface of DTU scan 24 (../shared subset, 1/8 size)",
+               _dtu_neus),
     )
 }
 DEFAULT_PRESET = "spot-sdf"

@@ -224,3 +224,7 @@ class LearnedVariance(nn.Module):
     def inv_s(self) -> Tensor:
         """``s = exp(10·v)`` (same as calling the module)."""
         return self()
+
+    def item(self) -> float:
+        """``s`` as a Python float (no gradient)."""
+        return float(self().detach())

@@ -5,11 +5,13 @@ from __future__ import annotations
 from app.errors import ConfigError
 from app.tasks.base import Task
 from app.tasks.nerf import NeRFExperiment, NeRFTask
+from app.tasks.neus import NeuSExperiment, NeuSTask
 from app.tasks.sdf import SDFExperiment, SDFTask
 
 __all__ = ["Task", "TASKS", "task_class"]
 
-TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask, NeRFTask.kind: NeRFTask}
+TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask, NeRFTask.kind: NeRFTask,
+                                 NeuSTask.kind: NeuSTask}
 
 
 def task_class(kind: str) -> type[Task]:
@@ -20,4 +22,4 @@ def task_class(kind: str) -> type[Task]:
         raise ConfigError(f"unknown task kind {kind!r}; known: {sorted(TASKS)}") from None
 
 
-__all__ += ["NeRFExperiment", "NeRFTask", "SDFExperiment", "SDFTask"]
+__all__ += ["NeRFExperiment", "NeRFTask", "NeuSExperiment", "NeuSTask", "SDFExperiment", "SDFTask"]

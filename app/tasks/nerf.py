@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,19 +25,27 @@ import torch
 from torch import Tensor, nn
 
 from app.config import ExperimentConfig
-from app.paths import PROJECT_ROOT, resolve_input
 from app.tasks.base import Task
-from datasets.multiview import MultiViewDataset, load_multiview
+from app.tasks.views import (
+    SPOT_DATASET,
+    dataset_path,
+    evaluate_views,
+    load_views,
+    psnr,
+    training_rays,
+)
+from datasets.multiview import MultiViewDataset
 from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
+from fields.encodings.quantized import QuantizedEncoding, quantizer_for
 from fields.radiance import RadianceField
 from renderer.cameras import Camera
 from renderer.occupancy import OccupancyGrid
 from renderer.shading import shade_depth
 from renderer.volume import render_rays
 
-__all__ = ["NeRFDataConfig", "NeRFModelConfig", "NeRFRenderConfig", "NeRFExperiment", "NeRFTask"]
+__all__ = ["NeRFDataConfig", "NeRFModelConfig", "NeRFRenderConfig", "NeRFExperiment", "NeRFTask",
+           "psnr"]
 
-SPOT_DATASET = "spot"
 OCCUPANCY_REFERENCE_SAMPLES = 1024
 
 
@@ -77,6 +84,11 @@ class NeRFModelConfig:
     """Colour MLP hidden layers."""
     backend: str = "auto"
     """Hash-grid backend: ``auto``, ``torch`` or ``tcnn``."""
+    quantize: int = 0
+    """CQ-NIR: snap the encoding's input to a lattice of this many points per axis over
+    ``±quantize_domain`` (0: off)."""
+    quantize_domain: float = 2.5
+    """Half-width of the CQ-NIR lattice's domain."""
 
 
 @dataclass
@@ -109,12 +121,6 @@ class NeRFExperiment(ExperimentConfig):
     render: NeRFRenderConfig = field(default_factory=NeRFRenderConfig)
 
 
-def psnr(pred: Tensor, target: Tensor) -> float:
-    """Peak signal-to-noise ratio for images in [0, 1]: ``−10 log10(MSE)``."""
-    mse = torch.mean((pred - target) ** 2).item()
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
-
-
 class NeRFTask(Task):
     """Radiance field of posed images: train, render novel views, evaluate PSNR / SSIM."""
 
@@ -130,6 +136,8 @@ class NeRFTask(Task):
         enc = HashGridEncoding(3, config.model.encoding, bounds=(lo, hi),
                                backend=config.model.backend, device=device)
         m = config.model
+        if m.quantize:
+            enc = QuantizedEncoding(enc, quantizer_for(m.quantize, m.quantize_domain, aabb))
         radiance = RadianceField(enc, hidden_dim=m.hidden_dim, geo_feat_dim=m.geo_feat_dim,
                                  color_hidden=m.color_hidden, color_layers=m.color_layers)
         grid = OccupancyGrid(aabb, res=config.render.occupancy_res)
@@ -156,35 +164,17 @@ class NeRFTask(Task):
         return self.model["grid"]
 
     # -- data -------------------------------------------------------------------------------
-    def _data_path(self) -> Path:
-        d = self.config.data
-        if d.path == SPOT_DATASET:
-            from datasets.synthetic import spot_blender_dataset
-
-            root = PROJECT_ROOT / "outputs" / ".datasets" / f"spot-{d.spot_size}"
-            return spot_blender_dataset(root, size=d.spot_size)
-        return resolve_input(d.path)
-
     def setup_data(self) -> None:
         d = self.config.data
-        path = self._data_path()
+        path = dataset_path(d.path, d.spot_size)
         self.source_path = str(path)
-        self.train_set = load_multiview(path, split="train", downscale=d.downscale,
-                                        background=tuple(d.background))
-        try:
-            self.test_set = load_multiview(path, split="test", downscale=d.downscale,
-                                           background=tuple(d.background))
-        except Exception:  # no held-out split in this format: evaluate on training views
-            self.test_set = None
-        rays_o, rays_d, rgb = self.train_set.training_rays()
-        alpha = self.train_set.alpha
-        if alpha is not None:
-            # Keep premultiplied colour and alpha: each step composites over a random
-            # background, so empty space must become transparent (a fog the colour of a fixed
-            # background would otherwise be an equally good fit and can trap training).
-            a = alpha.reshape(-1, 1).to(rgb.dtype)
-            rgb = rgb - (1.0 - a) * torch.tensor(d.background, dtype=rgb.dtype)
-            self._alpha = a.to(self.device)
+        self.train_set, self.test_set = load_views(path, d.downscale, tuple(d.background))
+        rays_o, rays_d, rgb, coverage = training_rays(self.train_set, tuple(d.background))
+        if coverage is not None:
+            # Premultiplied colour and alpha: each step composites over a random background, so
+            # empty space must become transparent (a fog the colour of a fixed background would
+            # otherwise be an equally good fit and can trap training).
+            self._alpha = coverage.to(self.device)
         self._rays = (rays_o.to(self.device), rays_d.to(self.device), rgb.to(self.device))
         # Object-centric scenes: the box clips every ray, so the dataset's near/far hints (made
         # for other camera distances) are not needed and could cut the object.
@@ -277,22 +267,11 @@ class NeRFTask(Task):
 
     def evaluate(self, max_views: int | None = None, **_: Any) -> dict[str, Any]:
         """PSNR and SSIM on the held-out views (training views if the format has none)."""
-        from skimage.metrics import structural_similarity
-
         if self.train_set is None:
             self.setup_data()
         views = self.test_set if self.test_set is not None else self.train_set
-        n = len(views) if max_views is None else min(max_views, len(views))
-        psnrs, ssims = [], []
-        for i in range(n):
-            pred = self.render_views(views.camera(i))["rgb"].cpu()
-            gt = views.images[i]
-            psnrs.append(psnr(pred, gt))
-            ssims.append(float(structural_similarity(pred.numpy(), gt.numpy(), channel_axis=2,
-                                                     data_range=1.0)))
-        return {"split": "test" if self.test_set is not None else "train", "views": n,
-                "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
-                "psnr_per_view": [round(p, 3) for p in psnrs]}
+        split = "test" if self.test_set is not None else "train"
+        return evaluate_views(lambda cam: self.render_views(cam)["rgb"], views, split, max_views)
 
     def properties(self) -> dict[str, Any]:
         p = super().properties()

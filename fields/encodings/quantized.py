@@ -37,7 +37,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-__all__ = ["CoordinateQuantizer", "QuantizedEncoding", "QuantizedField"]
+__all__ = ["CoordinateQuantizer", "QuantizedEncoding", "QuantizedField", "quantizer_for"]
 
 OFFICIAL_NEUS_RESOLUTION = 25_600
 """R of the official CQ-NIR NeuS configs (``MachinePerceptionLab/CQ-NIR``) over ``[−2.5, 2.5]``."""
@@ -181,3 +181,21 @@ class QuantizedEncoding(nn.Module):
 
     def forward(self, x: Float[Tensor, "N D"]) -> Float[Tensor, "N C"]:
         return self.encoding(self.quantizer(x))
+
+
+def quantizer_for(
+    resolution: int, domain: float, aabb: tuple[float, ...] | list[float]
+) -> CoordinateQuantizer:
+    """A quantiser of ``resolution`` lattice points per axis over ``[−domain, domain]``, checked
+    to cover the scene box ``aabb`` (CQ-NIR's domain must hold every foreground sample).
+
+    Example:
+        >>> quantizer_for(25_600, 2.5, (-1, -1, -1, 1, 1, 1)).cell_size  # the official Δ
+        0.00019532012969256611
+    """
+    if resolution < 2:
+        raise ValueError(f"quantize must be 0 (off) or at least 2 lattice points, got {resolution}")
+    extent = max(abs(float(v)) for v in aabb)
+    if domain < extent:
+        raise ValueError(f"the quantize domain ±{domain} must cover the scene box {tuple(aabb)}")
+    return CoordinateQuantizer((-domain, domain), resolution=resolution)

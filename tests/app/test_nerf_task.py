@@ -60,3 +60,21 @@ def test_nerf_cli_train_render_eval_and_export_error(tmp_path, capsys):
     assert metrics["views"] == 2 and np.isfinite(metrics["psnr"])
     assert main(["export", str(run_dir), "--out", str(tmp_path / "m.ply")]) == 2
     assert "no mesh export" in capsys.readouterr().err
+
+
+def test_nerf_quantize_snaps_the_encoding_input():
+    import torch
+
+    from fields.encodings.quantized import QuantizedEncoding
+
+    cfg = get_preset("spot-nerf")
+    cfg.model.quantize = 11  # Δ = 0.5 over ±2.5: coarse enough to see
+    from app.run import build_task
+
+    task = build_task(cfg)
+    enc = task.field.encoding
+    assert isinstance(enc, QuantizedEncoding) and enc.quantizer.cell_size == 0.5
+    x = torch.tensor([[0.1, 0.2, -0.1], [0.2, 0.05, -0.2]])  # the same cell
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    sigma, _ = task.field(x, d)
+    assert sigma[0] == sigma[1]

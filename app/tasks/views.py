@@ -1,0 +1,109 @@
+"""What the multi-view tasks (``nerf``, ``neus``) share: their data, training rays and metrics.
+
+* :func:`dataset_path` — ``"spot"`` renders the synthetic spot dataset once (cached under
+  ``outputs/.datasets``) so presets run from a fresh clone; anything else is a user path.
+* :func:`load_views` — the training split and the held-out split (``None`` when the format has
+  none, e.g. NeuS/DTU folders).
+* :func:`training_rays` — every training pixel as a ray with its colour and coverage: for RGBA
+  inputs the colour is *premultiplied* (``α · rgb``, i.e. over black) so that a task can composite
+  it over any background it likes; for NeuS masks likewise.
+* :func:`psnr`, :func:`evaluate_views` — PSNR / SSIM over views.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from app.paths import PROJECT_ROOT, resolve_input
+from datasets.multiview import MultiViewDataset, load_multiview
+from renderer.cameras import Camera
+
+__all__ = ["SPOT_DATASET", "dataset_path", "load_views", "training_rays", "psnr",
+           "evaluate_views", "spot_reference"]
+
+SPOT_DATASET = "spot"
+
+
+def dataset_path(path: str, spot_size: int = 100) -> Path:
+    """The folder or file to load: the synthetic spot dataset for ``"spot"``, else ``path``."""
+    if path == SPOT_DATASET:
+        from datasets.synthetic import spot_blender_dataset
+
+        root = PROJECT_ROOT / "outputs" / ".datasets" / f"spot-{spot_size}"
+        return spot_blender_dataset(root, size=spot_size)
+    return resolve_input(path)
+
+
+def spot_reference() -> Path:
+    """The mesh the synthetic spot views were rendered from (reference for Chamfer)."""
+    return PROJECT_ROOT / "assets" / "meshes" / "spot.obj"
+
+
+def load_views(
+    path: Path, downscale: int, background: tuple[float, float, float]
+) -> tuple[MultiViewDataset, MultiViewDataset | None]:
+    """``(train, test)``; ``test`` is ``None`` for formats without a held-out split."""
+    train = load_multiview(path, split="train", downscale=downscale, background=background)
+    try:
+        test = load_multiview(path, split="test", downscale=downscale, background=background)
+    except Exception:  # no held-out split in this format: evaluate on training views
+        test = None
+    return train, test
+
+
+def training_rays(
+    views: MultiViewDataset, background: tuple[float, float, float]
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """``(rays_o, rays_d, rgb, coverage)`` of every training pixel.
+
+    ``coverage`` ``[P, 1]`` is the RGBA alpha or the object mask (``None`` without either); with
+    it, ``rgb`` is premultiplied — ``α · rgb``, the colour over black. RGBA images arrive
+    composited over ``background``, which is subtracted again; masked photos are multiplied.
+    """
+    rays_o, rays_d, rgb = views.training_rays()
+    if views.alpha is not None:
+        a = views.alpha.reshape(-1, 1).to(rgb.dtype)
+        rgb = rgb - (1.0 - a) * torch.tensor(background, dtype=rgb.dtype)
+        return rays_o, rays_d, rgb, a
+    if views.masks is not None:
+        m = views.masks.reshape(-1, 1).to(rgb.dtype)
+        return rays_o, rays_d, rgb * m, m
+    return rays_o, rays_d, rgb, None
+
+
+def psnr(pred: Tensor, target: Tensor) -> float:
+    """Peak signal-to-noise ratio for images in [0, 1]: ``−10 log10(MSE)``."""
+    mse = torch.mean((pred - target) ** 2).item()
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def evaluate_views(
+    render_rgb: Callable[[Camera], Tensor],
+    views: MultiViewDataset,
+    split: str,
+    max_views: int | None = None,
+    targets: Callable[[int], Tensor] | None = None,
+) -> dict[str, Any]:
+    """Mean PSNR and SSIM of ``render_rgb(camera) [H, W, 3]`` against ``views``' images.
+
+    ``targets(i)`` overrides the ground truth of view ``i`` (e.g. masked photos).
+    """
+    from skimage.metrics import structural_similarity
+
+    n = len(views) if max_views is None else min(max_views, len(views))
+    psnrs, ssims = [], []
+    for i in range(n):
+        pred = render_rgb(views.camera(i)).detach().cpu().float()
+        gt = views.images[i] if targets is None else targets(i)
+        psnrs.append(psnr(pred, gt))
+        ssims.append(float(structural_similarity(pred.numpy(), gt.numpy(), channel_axis=2,
+                                                 data_range=1.0)))
+    return {"split": split, "views": n, "psnr": float(np.mean(psnrs)),
+            "ssim": float(np.mean(ssims)), "psnr_per_view": [round(p, 3) for p in psnrs]}
