@@ -47,7 +47,8 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, x: Float[Tensor, "N D"]) -> Float[Tensor, "N C"]:
         xb = x[:, None, :] * self.freqs.to(x.dtype)[None, :, None]  # [N, K, D]
-        feats = torch.cat([torch.sin(xb), torch.cos(xb)], dim=1).reshape(x.shape[0], -1)
+        feats = torch.cat([torch.sin(xb), torch.cos(xb)], dim=1)
+        feats = feats.reshape(x.shape[0], 2 * self.num_frequencies * x.shape[1])  # N may be 0
         return torch.cat([x, feats], dim=-1) if self.include_input else feats
 
 

@@ -102,6 +102,15 @@ def test_render_of_an_analytic_sphere_matches_ray_casting():
     assert rgb_err < 0.05
 
 
+def test_rays_that_miss_the_box_render_background():
+    task = build_task(get_preset("spot-neus"))  # a real NeuSField: empty batches must pass
+    o = torch.tensor([[0.0, 5.0, -3.0], [5.0, 5.0, 5.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    out = task.render_rays(o, d)
+    assert out.num_samples == 0 and out.opacity.tolist() == [0.0, 0.0]
+    assert out.rgb.abs().max() == 0.0
+
+
 def test_render_of_a_soft_sphere_is_translucent_at_low_s():
     sharp = _sphere_task(1.0)
     soft = _sphere_task(0.2)  # s ≈ 7.4: the logistic density is wide

@@ -37,3 +37,8 @@ def test_random_fourier_features_closed_form_and_seed():
 def test_random_fourier_scale_sets_bandwidth():
     enc = RandomFourierFeatures(2, num_features=4096, scale=7.0, seed=0)
     assert abs(enc.B.std().item() - 7.0) < 0.2  # B ~ N(0, σ²)
+
+
+def test_positional_encoding_of_no_points():
+    enc = PositionalEncoding(3, 4)
+    assert enc(torch.zeros(0, 3)).shape == (0, enc.out_dim)
