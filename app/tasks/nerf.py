@@ -40,7 +40,7 @@ from fields.encodings.quantized import QuantizedEncoding, quantizer_for
 from fields.radiance import RadianceField
 from renderer.cameras import Camera
 from renderer.occupancy import OccupancyGrid
-from renderer.shading import shade_depth
+from renderer.shading import shade_depth, shade_normals
 from renderer.volume import render_rays
 
 __all__ = ["NeRFDataConfig", "NeRFModelConfig", "NeRFRenderConfig", "NeRFExperiment", "NeRFTask",
@@ -126,7 +126,7 @@ class NeRFTask(Task):
 
     kind = "nerf"
     config_cls = NeRFExperiment
-    render_modes = ("rgb", "depth", "opacity")
+    render_modes = ("rgb", "depth", "normals", "opacity")
 
     def __init__(self, config: NeRFExperiment, device: torch.device) -> None:
         super().__init__(config, device)
@@ -233,36 +233,57 @@ class NeRFTask(Task):
     def default_camera(self, width: int = 256, height: int = 256) -> Camera:
         return Camera.orbit(30.0, 25.0, 4.0, width=width, height=height, fov_y_deg=40.0)
 
+    def _normal_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        """``(n, σ)`` with ``n = −∇σ/‖∇σ‖`` by central differences (the density's outward
+        normal; differences also work behind a CQ-NIR quantiser, whose autograd gradient is 0)."""
+        q = getattr(self.field.encoding, "quantizer", None)
+        eps = max(self.occupancy_step, 0.0 if q is None else q.cell_size)
+        offsets = eps * torch.eye(3, dtype=x.dtype, device=x.device)
+        pts = torch.cat([x[:, None] + offsets, x[:, None] - offsets], dim=1).reshape(-1, 3)
+        s = self.field.density(pts).reshape(-1, 6)
+        grad = (s[:, :3] - s[:, 3:]) / (2.0 * eps)
+        return -torch.nn.functional.normalize(grad, dim=-1), self.field.density(x)
+
     @torch.no_grad()
-    def render_views(self, camera: Camera) -> dict[str, Tensor]:
-        """``rgb [H, W, 3]``, ``depth [H, W]`` (expected, normalised by opacity), ``opacity``."""
+    def render_views(self, camera: Camera, normals: bool = False) -> dict[str, Tensor]:
+        """``rgb [H, W, 3]``, ``depth [H, W]`` (expected, normalised by opacity), ``opacity``;
+        with ``normals`` also ``normals [H, W, 3]`` (unit, opacity-weighted density normals)."""
         self.model.eval()
         rays_o, rays_d = camera.rays(device=self.device)
         bg = torch.tensor(self.config.data.background, device=self.device)
-        rgb, depth, opac = [], [], []
+        rgb, depth, opac, nrm = [], [], [], []
         n = self.config.render.chunk_rays
         for o, d in zip(rays_o.split(n), rays_d.split(n)):
             ray_indices, t0, t1 = self.grid.sample(o, d, self.near, self.far, self.step_size)
             out = render_rays(self._rgb_sigma, o, d, t0, t1, ray_indices, background=bg)
+            if normals:
+                nrm.append(render_rays(self._normal_sigma, o, d, t0, t1, ray_indices).rgb)
             rgb.append(out.rgb)
             depth.append(out.depth / out.opacity.clamp_min(1e-6))
             opac.append(out.opacity)
         h, w = camera.height, camera.width
-        return {"rgb": torch.cat(rgb).reshape(h, w, 3).clamp(0, 1),
-                "depth": torch.cat(depth).reshape(h, w),
-                "opacity": torch.cat(opac).reshape(h, w)}
+        views = {"rgb": torch.cat(rgb).reshape(h, w, 3).clamp(0, 1),
+                 "depth": torch.cat(depth).reshape(h, w),
+                 "opacity": torch.cat(opac).reshape(h, w)}
+        if normals:
+            views["normals"] = torch.nn.functional.normalize(
+                torch.cat(nrm).reshape(h, w, 3), dim=-1)
+        return views
 
     def render(self, camera: Camera, mode: str = "rgb") -> np.ndarray:
         if mode not in self.render_modes:
             raise ValueError(f"unknown render mode {mode!r}; the nerf task has {self.render_modes}")
-        views = self.render_views(camera)
+        views = self.render_views(camera, normals=mode == "normals")
+        hit = views["opacity"] > 0.5
+        bg = self.config.data.background
         if mode == "rgb":
             img = views["rgb"]
         elif mode == "opacity":
             img = views["opacity"][..., None].expand(-1, -1, 3)
+        elif mode == "normals":
+            img = shade_normals(views["normals"], hit, bg)
         else:
-            hit = views["opacity"] > 0.5
-            img = shade_depth(views["depth"], hit)
+            img = shade_depth(views["depth"], hit, background=bg)
         return img.detach().cpu().numpy()
 
     def evaluate(self, max_views: int | None = None, **_: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def test_tiny_nerf_learns_renders_and_reloads(tmp_path):
     assert metrics["psnr"] > 15.0  # far above a blank image against spot on white (~11 dB)
     run = load_run(tmp_path / "run")
     cam = Camera.orbit(20, 20, 3.2, width=20, height=16)
-    for mode in ("rgb", "depth", "opacity"):
+    for mode in ("rgb", "depth", "normals", "opacity"):
         img = run.render(cam, mode)
         assert img.shape == (16, 20, 3) and np.isfinite(img).all()
     # The reloaded run renders what the trained task renders.
@@ -78,3 +78,38 @@ def test_nerf_quantize_snaps_the_encoding_input():
     d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     sigma, _ = task.field(x, d)
     assert sigma[0] == sigma[1]
+
+
+class _SoftBall(__import__("torch").nn.Module):
+    """σ = 50·sigmoid((0.5 − ‖x‖)/0.02), white: a ball whose outward normal is x/‖x‖."""
+
+    encoding = None  # no quantiser
+
+    def density(self, x):
+        import torch
+
+        return 50.0 * torch.sigmoid((0.5 - x.norm(dim=-1)) / 0.02)
+
+    def forward(self, x, d):
+        return self.density(x), x.new_ones(x.shape[0], 3)
+
+
+def test_nerf_normals_of_a_density_ball_point_outwards():
+    import torch
+
+    from app.run import build_task
+
+    task = build_task(get_preset("spot-nerf"))
+    task.model["field"] = _SoftBall()
+    cam = Camera.orbit(30.0, 20.0, 3.2, width=24, height=24, fov_y_deg=25.0)
+    views = task.render_views(cam, normals=True)
+    o, d = cam.rays()
+    b = (o * d).sum(-1)
+    disc = b * b - ((o * o).sum(-1) - 0.25)
+    inner = (disc > 0.05).reshape(24, 24)  # well inside the silhouette
+    t = (-b - disc.clamp_min(0).sqrt()).reshape(24, 24)
+    p = o.reshape(24, 24, 3) + t[..., None] * d.reshape(24, 24, 3)
+    n_true = torch.nn.functional.normalize(p, dim=-1)
+    cos = (views["normals"] * n_true).sum(-1)[inner]
+    assert inner.sum() > 50 and cos.min() > 0.95
+    assert (views["opacity"][inner] > 0.99).all()
