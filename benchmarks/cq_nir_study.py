@@ -29,8 +29,8 @@ def _table(rows: list[dict]) -> str:
     by_r: dict[int, list[dict]] = {}
     for r in rows:
         by_r.setdefault(r["quantize"], []).append(r)
-    lines = ["| R (Δ) | seeds | Chamfer-L1 per seed | mean ± sd | NC mean | PSNR mean | train s mean |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| R (Δ) | seeds | Chamfer-L1 per seed | mean ± sd | NC mean | PSNR mean "
+             "| train s mean |", "|---|---|---|---|---|---|---|"]
     for q, rs in sorted(by_r.items()):
         ch = [x["chamfer_l1"] for x in rs]
         sd = statistics.stdev(ch) if len(ch) > 1 else 0.0
