@@ -49,11 +49,14 @@ def spot_reference() -> Path:
 def load_views(
     path: Path, downscale: int, background: tuple[float, float, float]
 ) -> tuple[MultiViewDataset, MultiViewDataset | None]:
-    """``(train, test)``; ``test`` is ``None`` for formats without a held-out split."""
+    """``(train, test)``; ``test`` is ``None`` for formats without a held-out split (NeuS/DTU
+    and instant-ngp scenes load as one ``"all"`` split, which must not pass for held-out)."""
     train = load_multiview(path, split="train", downscale=downscale, background=background)
     try:
         test = load_multiview(path, split="test", downscale=downscale, background=background)
     except Exception:  # no held-out split in this format: evaluate on training views
+        test = None
+    if test is not None and test.split != "test":
         test = None
     return train, test
 

@@ -255,3 +255,13 @@ def test_neus_cli_with_quantize_and_reference(tmp_path, capsys):
     assert main(["train", "spot-sdf", "--steps", "1", "--quantize", "100", "--out",
                  str(tmp_path / "sdf")]) == 2
     assert "quantize" in capsys.readouterr().err
+
+
+def test_formats_without_a_held_out_split_evaluate_on_training_views(tmp_path):
+    """A NeuS/DTU folder has no test split: eval must say "train", not pass them as held out."""
+    from app.tasks.views import load_views
+    from tests.datasets.test_multiview import _write_neus
+
+    _write_neus(tmp_path, [0, 1, 2])
+    train_set, test_set = load_views(tmp_path, 1, (0.0, 0.0, 0.0))
+    assert test_set is None and len(train_set) > 0
