@@ -292,3 +292,76 @@ def test_packed_and_batched_agree_in_float64_on_long_rays():
     ray_indices, ps, p0, p1 = _pack(sigma, edges[:, :-1].contiguous(), edges[:, 1:].contiguous())
     pw, pT, _ = weights_from_density(ps, p0, p1, ray_indices, r)
     assert _max_err(pw, w.reshape(-1)) <= 1e-6 and _max_err(pT, T.reshape(-1)) <= 1e-6
+
+
+def test_packed_transmittance_keeps_per_ray_precision_over_many_rays():
+    """4096 rays whose optical depths add up to ~10⁴ along the packed array, one opaque ray
+    (σδ ~ 10⁵) early on: a float32 prefix over all samples (or a reset by float32 ray totals)
+    would be off by ~1e-3 in the exponent; the per-ray sums must stay at float32 rounding."""
+    g = torch.Generator().manual_seed(11)
+    r, s = 4096, 128
+    edges = (torch.rand(r, s + 1, generator=g) * 4.0).sort(dim=-1).values
+    t0, t1 = edges[:, :-1].contiguous(), edges[:, 1:].contiguous()
+    sigma = torch.rand(r, s, generator=g) * 1.5
+    sigma[3] = 1e5
+    keep = torch.arange(s)[None, :] < torch.randint(0, s + 1, (r,), generator=g)[:, None]
+    keep[3] = True
+    ray_indices, ps, p0, p1 = _pack(sigma, t0, t1, keep=keep)
+    w, T, _ = weights_from_density(ps, p0, p1, ray_indices, r)
+    w64, T64, _ = weights_from_density(sigma.double(), t0.double(), t1.double())
+    assert _max_err(T.double(), T64[keep]) <= 1e-6
+    assert _max_err(w.double(), w64[keep]) <= 1e-6
+    # Gradients through the packed path equal the batched ones (padding has zero density).
+    ps.requires_grad_()
+    p1.requires_grad_()
+    coeff = torch.rand(ps.shape, generator=g)
+    (weights_from_density(ps, p0, p1, ray_indices, r)[0] * coeff).sum().backward()
+    bs, b1 = (sigma * keep).requires_grad_(), t1.clone().requires_grad_()
+    bw = weights_from_density(bs, t0, b1)[0]
+    (bw[keep] * coeff).sum().backward()
+    assert _max_err(ps.grad, bs.grad[keep]) <= 1e-5 * max(1.0, bs.grad.abs().max().item())
+    assert _max_err(p1.grad, b1.grad[keep]) <= 1e-5 * max(1.0, b1.grad.abs().max().item())
+
+
+def test_packed_paths_with_empty_rays_at_both_ends_and_no_samples():
+    ray_indices = torch.tensor([1, 1, 1, 3, 3])
+    g = torch.Generator().manual_seed(2)
+    sigma = (torch.rand(5, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    t0 = torch.tensor([0.0, 0.3, 0.7, 0.1, 0.4], dtype=torch.float64)
+    t1 = (t0 + 0.25).requires_grad_()
+    rgb = torch.rand(5, 3, generator=g, dtype=torch.float64).requires_grad_()
+
+    def render(s, e, c):
+        w, T, _ = weights_from_density(s, t0, e, ray_indices, 5)
+        wa, Ta, _ = weights_from_alpha(1 - torch.exp(-s), ray_indices, 5)
+        return (T, Ta, *composite(w, c, (t0 + e) / 2, 0.5, ray_indices, 5),
+                accumulate(wa, c, ray_indices, 5))
+
+    assert torch.autograd.gradcheck(render, (sigma, t1, rgb))
+    T = render(sigma, t1, rgb)[0]
+    torch.testing.assert_close(T[[0, 3]], torch.ones(2, dtype=torch.float64))
+    empty = torch.zeros(0, dtype=torch.long)
+    color, depth, opacity = composite(torch.zeros(0), torch.zeros(0, 3), torch.zeros(0), 1.0,
+                                      empty, 4)
+    torch.testing.assert_close(color, torch.ones(4, 3))
+    torch.testing.assert_close(opacity, torch.zeros(4))
+    assert weights_from_density(torch.zeros(0), torch.zeros(0), torch.zeros(0), empty, 4)[0].shape \
+        == (0,)
+
+
+def test_packed_composite_fallback_segment_sum_matches_csr(monkeypatch):
+    """Off CPU (or in half precision) the packed sums are segment sums, not CSR products."""
+    import renderer.volume as volume
+
+    t0, t1, sigma, rgb = _random_samples(4)
+    keep = _ragged_mask(5)
+    ray_indices, p0, p1, ps, prgb = _pack(t0, t1, sigma, rgb, keep=keep)
+    w, _, _ = weights_from_density(ps, p0, p1, ray_indices, R)
+    csr = composite(w, prgb, (p0 + p1) / 2, 0.2, ray_indices, R)
+    csr_acc = accumulate(w, prgb, ray_indices, R)
+    monkeypatch.setattr(volume, "_use_csr", lambda *_: False)
+    seg = composite(w, prgb, (p0 + p1) / 2, 0.2, ray_indices, R)
+    for a, b in zip(csr, seg):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(accumulate(w, prgb, ray_indices, R), csr_acc, rtol=0, atol=1e-6)
+
