@@ -27,8 +27,9 @@ from torch import Tensor, nn
 from app.config import ExperimentConfig
 from app.tasks.base import Task
 from app.tasks.views import (
-    SPOT_DATASET,
+    MultiViewDataConfig,
     dataset_path,
+    encoding_groups,
     evaluate_views,
     load_views,
     psnr,
@@ -50,21 +51,8 @@ OCCUPANCY_REFERENCE_SAMPLES = 1024
 
 
 @dataclass
-class NeRFDataConfig:
+class NeRFDataConfig(MultiViewDataConfig):
     """Where the views come from."""
-
-    path: str = SPOT_DATASET
-    """Blender folder or transforms file, instant-ngp ``transforms.json``, tiny-NeRF ``.npz``
-    or NeuS folder; ``spot`` renders the synthetic spot dataset (cached under
-    ``outputs/.datasets``)."""
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Colour behind the object (RGBA images are composited over it; also the render's)."""
-    downscale: int = 1
-    """Integer image downscale factor."""
-    batch_rays: int = 1024
-    """Rays per optimisation step."""
-    spot_size: int = 100
-    """Image size of the synthetic spot views."""
 
 
 @dataclass
@@ -181,12 +169,7 @@ class NeRFTask(Task):
         self.near, self.far = 0.0, float("inf")
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        f = self.field
-        enc = list(f.encoding.parameters())
-        enc_ids = {id(p) for p in enc}
-        rest = [p for p in f.parameters() if id(p) not in enc_ids]
-        return [{"params": enc, "lr_factor": 1.0},
-                {"params": rest, "lr_factor": 1.0, "weight_decay": 1e-6}]
+        return encoding_groups(self.field)
 
     def _opacity_fn(self, x: Tensor) -> Tensor:
         return self.field.density_chunked(x) * self.occupancy_step

@@ -42,7 +42,9 @@ from app.paths import resolve_input
 from app.tasks.base import Task
 from app.tasks.views import (
     SPOT_DATASET,
+    MultiViewDataConfig,
     dataset_path,
+    encoding_groups,
     evaluate_views,
     load_views,
     spot_reference,
@@ -65,21 +67,11 @@ __all__ = ["NeuSDataConfig", "NeuSModelConfig", "NeuSLossConfig", "NeuSRenderCon
 
 
 @dataclass
-class NeuSDataConfig:
+class NeuSDataConfig(MultiViewDataConfig):
     """Where the views come from."""
 
-    path: str = SPOT_DATASET
-    """Blender folder or transforms file, NeuS/DTU folder (``cameras_sphere.npz``, ``image/``,
-    ``mask/``), …; ``spot`` renders the synthetic spot dataset (cached under
-    ``outputs/.datasets``)."""
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Colour behind the object in renders (and of views without masks)."""
-    downscale: int = 1
-    """Integer image downscale factor."""
     batch_rays: int = 512
     """Rays per optimisation step."""
-    spot_size: int = 100
-    """Image size of the synthetic spot views."""
     reference: str | None = None
     """Reference mesh for ``eval`` (default: the spot mesh for ``path = spot``)."""
 
@@ -247,12 +239,7 @@ class NeuSTask(Task):
             self.reference_path = self.reference_path or str(ref)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        f = self.field
-        enc = list(f.encoding.parameters())
-        enc_ids = {id(p) for p in enc}
-        rest = [p for p in f.parameters() if id(p) not in enc_ids]
-        return [{"params": enc, "lr_factor": 1.0},
-                {"params": rest, "lr_factor": 1.0, "weight_decay": 1e-6},
+        return [*encoding_groups(self.field),
                 {"params": list(self.variance.parameters()),
                  "lr_factor": self.config.loss.variance_lr_factor}]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,38 @@ from app.paths import PROJECT_ROOT, resolve_input
 from datasets.multiview import MultiViewDataset, load_multiview
 from renderer.cameras import Camera
 
-__all__ = ["SPOT_DATASET", "dataset_path", "load_views", "training_rays", "psnr",
-           "evaluate_views", "spot_reference"]
+__all__ = ["SPOT_DATASET", "MultiViewDataConfig", "dataset_path", "encoding_groups", "load_views",
+           "training_rays", "psnr", "evaluate_views", "spot_reference"]
 
 SPOT_DATASET = "spot"
+
+
+@dataclass
+class MultiViewDataConfig:
+    """Where the views come from (shared by the multi-view tasks)."""
+
+    path: str = SPOT_DATASET
+    """Blender folder or transforms file, instant-ngp ``transforms.json``, tiny-NeRF ``.npz``
+    or NeuS/DTU folder (``cameras_sphere.npz``, ``image/``, ``mask/``); ``spot`` renders the
+    synthetic spot dataset (cached under ``outputs/.datasets``)."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Colour behind the object (RGBA images are composited over it; also the render's)."""
+    downscale: int = 1
+    """Integer image downscale factor."""
+    batch_rays: int = 1024
+    """Rays per optimisation step."""
+    spot_size: int = 100
+    """Image size of the synthetic spot views."""
+
+
+def encoding_groups(field: torch.nn.Module) -> list[dict[str, Any]]:
+    """Optimiser groups of a field with an ``encoding``: the encoding's parameters (hash tables:
+    no weight decay) and the rest (MLPs: weight decay 1e-6, instant-ngp's setting)."""
+    enc = list(field.encoding.parameters())
+    enc_ids = {id(p) for p in enc}
+    rest = [p for p in field.parameters() if id(p) not in enc_ids]
+    return [{"params": enc, "lr_factor": 1.0},
+            {"params": rest, "lr_factor": 1.0, "weight_decay": 1e-6}]
 
 
 def dataset_path(path: str, spot_size: int = 100) -> Path:
