@@ -27,7 +27,6 @@ is the hash-grid flavour (Instant-NSR, NeuS2: Wang et al., ICCV 2023) made to ru
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from app.config import ExperimentConfig
-from app.paths import resolve_input
 from app.tasks.base import Task
+from app.tasks.surfaces import compare_to_reference, export_surface, in_source_units
 from app.tasks.views import (
     SPOT_DATASET,
     MultiViewDataConfig,
@@ -50,14 +49,13 @@ from app.tasks.views import (
     spot_reference,
     training_rays,
 )
-from datasets.errors import DataWarning
 from datasets.meshes import Normalization, load_mesh, normalization_for
 from datasets.multiview import MultiViewDataset
 from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
 from fields.encodings.quantized import quantizer_for
 from fields.neus import LearnedVariance, NeuSField
 from renderer.cameras import Camera
-from renderer.meshing import export_mesh, extract_mesh
+from renderer.meshing import extract_mesh
 from renderer.occupancy import OccupancyGrid
 from renderer.shading import shade_depth, shade_normals
 from renderer.volume import accumulate, neus_alpha, weights_from_alpha
@@ -392,31 +390,17 @@ class NeuSTask(Task):
             normal_fn=lambda x: F.normalize(self.field.gradient(x), dim=-1), device=self.device,
         )
 
-    def _mesh_in_source_units(self, resolution: int | None, method: str | None,
-                              progress: bool):
-        result = self.extract(resolution, method, progress)
-        mesh = result.mesh
-        if self.normalization is not None:
-            mesh = self.normalization.invert_mesh(mesh)
-        return result, mesh
-
     def export(self, path: Path, resolution: int | None = None, method: str | None = None,
                progress: bool = False) -> dict[str, Any]:
         """Write the zero level set (in the reference mesh's units for the spot dataset)."""
-        result, mesh = self._mesh_in_source_units(resolution, method, progress)
-        written = export_mesh(mesh, path)
-        return {"path": str(written), "vertices": len(mesh.vertices), "faces": len(mesh.faces),
-                "resolution": result.resolution,
-                "evaluation_fraction": round(result.evaluation_fraction, 4),
-                "seconds": round(result.seconds, 2)}
+        return export_surface(self.extract(resolution, method, progress), self.normalization,
+                              path)
 
     def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
                  resolution: int | None = None, n_samples: int = 100_000,
                  progress: bool = False, max_views: int | None = None) -> dict[str, Any]:
         """PSNR / SSIM on held-out views (training views if none), and Chamfer-L1, normal
         consistency, F-score and IoU against ``reference`` when there is one."""
-        from app.metrics import evaluate_meshes
-
         if self.train_set is None:
             self.setup_data()
         views = self.test_set if self.test_set is not None else self.train_set
@@ -425,21 +409,12 @@ class NeuSTask(Task):
                                              split, max_views, targets=self._target_image(views))
         ref = reference or self.reference_path
         if ref is None:
-            out["reference"] = None
-            return out
-        ref_path = resolve_input(ref)
-        ref_mesh = load_mesh(ref_path)
-        if mesh is not None:
-            pred = load_mesh(resolve_input(mesh))
-            source = str(mesh)
-        else:
-            pred = self._mesh_in_source_units(resolution, None, progress)[1]
-            source = f"field@{resolution or self.config.export.resolution}^3"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DataWarning)
-            out.update({"reference": str(ref_path), "mesh": source,
-                        **evaluate_meshes(pred, ref_mesh, n=n_samples)})
-        return out
+            return {**out, "reference": None}
+        return {**out, **compare_to_reference(
+            ref, mesh,
+            lambda: in_source_units(self.extract(resolution, progress=progress),
+                                    self.normalization),
+            f"field@{resolution or self.config.export.resolution}^3", n_samples)}
 
     def _target_image(self, views: MultiViewDataset):
         """Ground truth as the renders show it: masked photos over the background."""

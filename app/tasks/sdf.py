@@ -13,7 +13,6 @@ Recipe, top to bottom:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,13 @@ from torch import Tensor
 from app.config import ExperimentConfig
 from app.paths import resolve_input
 from app.tasks.base import Task
-from datasets.errors import DataWarning
+from app.tasks.surfaces import compare_to_reference, export_surface, in_source_units
 from datasets.meshes import Normalization, load_mesh, normalize_mesh, warn_if_open
 from datasets.sdf_samples import MeshDistance, sample_sdf
 from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
 from fields.sdf import SDFField
 from renderer.cameras import Camera
-from renderer.meshing import export_mesh, extract_mesh
+from renderer.meshing import extract_mesh
 from renderer.surface import RenderOutput, render_surface
 
 __all__ = ["SDFDataConfig", "SDFModelConfig", "MeshExportConfig", "SDFExperiment", "SDFTask"]
@@ -207,39 +206,19 @@ class SDFTask(Task):
     def export(self, path: Path, resolution: int | None = None, method: str | None = None,
                progress: bool = False) -> dict[str, Any]:
         """Extract the zero level set and write it in the source mesh's units."""
-        result = self.extract(resolution, method, progress)
-        mesh = result.mesh
-        if self.normalization is not None:
-            mesh = self.normalization.invert_mesh(mesh)
-        written = export_mesh(mesh, path)
-        return {
-            "path": str(written), "vertices": len(mesh.vertices), "faces": len(mesh.faces),
-            "resolution": result.resolution, "field_evaluations": result.num_evaluations,
-            "evaluation_fraction": round(result.evaluation_fraction, 4),
-            "seconds": round(result.seconds, 2),
-        }
+        return export_surface(self.extract(resolution, method, progress), self.normalization,
+                              path)
 
     def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
                  resolution: int | None = None, n_samples: int = 100_000,
                  progress: bool = False) -> dict[str, Any]:
         """Compare the field's mesh (or an exported ``mesh``) with ``reference`` (default: the
         training mesh) by Chamfer-L1, normal consistency, F-score@1% and volumetric IoU."""
-        from app.metrics import evaluate_meshes
-
-        ref_path = resolve_input(reference or self.source_path or self.config.data.path)
-        ref = load_mesh(ref_path)
-        if mesh is not None:
-            pred = load_mesh(resolve_input(mesh))
-            source = str(mesh)
-        else:
-            pred = self.extract(resolution, progress=progress).mesh
-            if self.normalization is not None:
-                pred = self.normalization.invert_mesh(pred)
-            source = f"field@{resolution or self.config.export.resolution}^3"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DataWarning)
-            metrics = evaluate_meshes(pred, ref, n=n_samples)
-        return {"reference": str(ref_path), "mesh": source, **metrics}
+        return compare_to_reference(
+            reference or self.source_path or self.config.data.path, mesh,
+            lambda: in_source_units(self.extract(resolution, progress=progress),
+                                    self.normalization),
+            f"field@{resolution or self.config.export.resolution}^3", n_samples)
 
     def properties(self) -> dict[str, Any]:
         p = super().properties()

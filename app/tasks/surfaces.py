@@ -1,0 +1,61 @@
+"""What the surface tasks (``sdf``, ``neus``) share: writing an extracted surface in the source's
+units, and scoring a surface against a reference mesh."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trimesh
+
+from app.paths import resolve_input
+from datasets.errors import DataWarning
+from datasets.meshes import Normalization, load_mesh
+from renderer.meshing import MeshResult, export_mesh
+
+__all__ = ["in_source_units", "export_surface", "compare_to_reference"]
+
+
+def in_source_units(result: MeshResult, normalization: Normalization | None) -> trimesh.Trimesh:
+    """The extracted mesh mapped back from the field's normalised frame (if it has one)."""
+    return result.mesh if normalization is None else normalization.invert_mesh(result.mesh)
+
+
+def export_surface(result: MeshResult, normalization: Normalization | None,
+                   path: str | Path) -> dict[str, Any]:
+    """Write ``result`` in source units to ``path`` (atomic); return facts about it."""
+    mesh = in_source_units(result, normalization)
+    written = export_mesh(mesh, path)
+    return {
+        "path": str(written), "vertices": len(mesh.vertices), "faces": len(mesh.faces),
+        "resolution": result.resolution, "field_evaluations": result.num_evaluations,
+        "evaluation_fraction": round(result.evaluation_fraction, 4),
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def compare_to_reference(
+    reference: str | Path,
+    mesh: str | Path | None,
+    extract: Callable[[], trimesh.Trimesh],
+    label: str,
+    n_samples: int,
+) -> dict[str, Any]:
+    """Chamfer-L1, normal consistency, F-score and IoU of a surface against ``reference``.
+
+    The surface is the mesh file ``mesh`` when given, else ``extract()`` (named ``label``).
+    """
+    from app.metrics import evaluate_meshes
+
+    ref_path = resolve_input(reference)
+    ref = load_mesh(ref_path)
+    if mesh is not None:
+        pred, source = load_mesh(resolve_input(mesh)), str(mesh)
+    else:
+        pred, source = extract(), label
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        metrics = evaluate_meshes(pred, ref, n=n_samples)
+    return {"reference": str(ref_path), "mesh": source, **metrics}
