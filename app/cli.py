@@ -7,6 +7,7 @@
                               [--frames K] [--size WxH]
     fields-app eval RUN_DIR [--reference MESH] [--mesh FILE]
     fields-app presets
+    fields-app [view [PRESET|RUN_DIR]] [--no-train] [--screenshot PNG --frames N] [--xvfb]
 
 Any config field of the preset can be overridden after the known flags, e.g.
 ``fields-app train spot-sdf --trainer.lr 5e-3 --data.batch-size 4096`` (``--help-config`` lists
@@ -76,13 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="FILE.ply or FILE.obj")
     e.add_argument("--resolution", type=_positive_int, help="grid points per axis (default 256)")
     e.add_argument("--method", choices=["coarse_to_fine", "dense"], default=None)
+    e.add_argument("--level", type=float, default=0.0,
+                   help="iso level to mesh, in the field's normalised units (default 0)")
 
     r = sub.add_parser("render", parents=[common], help="render images or a turntable video")
     r.add_argument("run_dir")
     r.add_argument("--out", required=True, help="FILE.png or FILE.mp4")
     r.add_argument("--mode", default=None,
-                   help="sdf: shaded, normals, depth, steps; nerf: rgb, depth, opacity; "
-                   "neus: rgb, normals, depth, opacity "
+                   help="sdf: shaded, normals, depth, steps, slice; nerf: rgb, depth, normals, "
+                   "shaded, opacity; neus: rgb, normals, shaded, depth, opacity, slice "
                    "(default: the task's first)")
     r.add_argument("--frames", type=_positive_int, default=None,
                    help="turntable frames (default: 1 for .png, 48 for .mp4; a .png with more "
@@ -104,8 +107,27 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--json-out", help="also write the JSON here")
 
     sub.add_parser("presets", parents=[common], help="list the presets")
-    sub.add_parser("viewer", parents=[common], help="the desktop viewer")
+    for name in ("view", "viewer"):
+        w = sub.add_parser(name, parents=[common], help="the desktop viewer (default command)"
+                           if name == "view" else argparse.SUPPRESS,
+                           description="Open the viewer on a preset (a fresh field, training "
+                           "starts) or a saved run directory.")
+        _viewer_args(w)
     return p
+
+
+def _viewer_args(w: argparse.ArgumentParser) -> None:
+    w.add_argument("target", nargs="?", default=None,
+                   help="preset name or run directory (default: spot-sdf)")
+    w.add_argument("--out", help="run directory for a preset's checkpoints "
+                   "(default: outputs/viewer/PRESET)")
+    w.add_argument("--no-train", action="store_true", help="do not start training at once")
+    w.add_argument("--screenshot", help="save a PNG of the window after --frames frames, exit")
+    w.add_argument("--frames", type=_positive_int, default=None,
+                   help="frames to show before exiting (default: until the window closes)")
+    w.add_argument("--size", type=_parse_size, default=(1280, 800), help="window WxH")
+    w.add_argument("--xvfb", action="store_true",
+                   help="open the window on a private virtual display (Xvfb), e.g. on a server")
 
 
 def _cmd_presets(args) -> int:
@@ -163,7 +185,8 @@ def _cmd_export(args) -> int:
     from app.run import load_run
 
     run = load_run(args.run_dir, device=args.device or "cpu")
-    info = run.export(args.out, resolution=args.resolution, method=args.method, progress=True)
+    info = run.export(args.out, resolution=args.resolution, method=args.method, progress=True,
+                      level=args.level)
     print(json.dumps(info))
     return 0
 
@@ -224,9 +247,44 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_viewer(args) -> int:
-    print("fields-app: the desktop viewer is not built yet; use train/render/export/eval "
-          "(see fields-app --help)", file=sys.stderr)
-    return 2
+    import contextlib
+
+    from app.presets import DEFAULT_PRESET, PRESETS
+    from app.viewer.display import NO_DISPLAY_HELP, display_problem, virtual_display
+
+    target = getattr(args, "target", None) or DEFAULT_PRESET
+    is_run = target not in PRESETS
+    if is_run and not Path(target, "config.json").is_file():
+        raise SystemExit(f"fields-app: error: {target!r} is neither a preset "
+                         f"({', '.join(PRESETS)}) nor a run directory (no config.json)")
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "xvfb", False):
+            try:
+                stack.enter_context(virtual_display(*getattr(args, "size", (1280, 800))))
+            except (FileNotFoundError, RuntimeError) as exc:
+                print(f"fields-app: error: --xvfb: {exc}", file=sys.stderr)
+                return 2
+        problem = display_problem()
+        if problem is not None:
+            print(f"fields-app: cannot open the viewer: {problem}.\n{NO_DISPLAY_HELP}",
+                  file=sys.stderr)
+            return 3
+        from app.viewer import ViewerController, run_viewer
+
+        device = args.device or "cpu"
+        if is_run:
+            ctl = ViewerController(run_dir=target, device=device)
+        else:
+            ctl = ViewerController(target, out=getattr(args, "out", None), device=device)
+        ctl.start_engine()  # data loading and training happen beside the window, never before it
+        if not is_run and not getattr(args, "no_train", False):
+            ctl.start()
+        report = run_viewer(ctl, frames=getattr(args, "frames", None),
+                            screenshot=getattr(args, "screenshot", None),
+                            size=getattr(args, "size", (1280, 800)))
+    if getattr(args, "screenshot", None):
+        print(json.dumps(report))
+    return 0
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -256,7 +314,8 @@ def _dispatch(parser, args, argv, extra) -> int:
         if args.command == "train":
             return _cmd_train(args, extra)
         return {"export": _cmd_export, "render": _cmd_render, "eval": _cmd_eval,
-                "presets": _cmd_presets, "viewer": _cmd_viewer}[args.command](args)
+                "presets": _cmd_presets, "viewer": _cmd_viewer,
+                "view": _cmd_viewer}[args.command](args)
     except KeyboardInterrupt:
         print("fields-app: interrupted", file=sys.stderr)
         return 130

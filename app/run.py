@@ -34,7 +34,7 @@ from app.tasks import Task, task_class
 from app.trainer import Trainer, TrainResult
 from renderer.cameras import Camera
 
-__all__ = ["Run", "load_run", "train", "build_task", "resolve_device"]
+__all__ = ["Run", "load_run", "train", "build_task", "resolve_device", "save_run_config"]
 
 CONFIG_FILE = "config.json"
 
@@ -70,6 +70,15 @@ def _check_writable(run_dir: Path) -> None:
         raise ConfigError(f"{run_dir}: output directory is not writable")
 
 
+def save_run_config(config: ExperimentConfig, run_dir: str | Path) -> Path:
+    """Write ``RUN_DIR/config.json`` atomically (what :func:`load_run` reads back)."""
+    run_dir = Path(run_dir)
+    _check_writable(run_dir)
+    path = run_dir / CONFIG_FILE
+    save_json_atomic(path, {"config": config_to_dict(config), "format": 1})
+    return path
+
+
 def train(
     config: ExperimentConfig,
     run_dir: str | Path,
@@ -94,7 +103,7 @@ def train(
     torch.manual_seed(config.trainer.seed)
     task = build_task(config)
     task.setup_data()
-    save_json_atomic(cfg_path, {"config": config_to_dict(config), "format": 1})
+    save_run_config(config, run_dir)
     trainer = Trainer(task, config.trainer, run_dir, restart=restart, progress=progress, log=log)
     if restart and (run_dir / "checkpoints").is_dir():
         import shutil

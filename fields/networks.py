@@ -71,6 +71,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
+        self.hidden_dim, self.num_hidden_layers = hidden_dim, num_hidden_layers
         self.backend = accel.resolve_backend(backend, str(device) if device is not None else None)
         if self.backend == "tcnn" and (activation != "relu" or hidden_dim not in (16, 32, 64, 128)):
             self.backend = "torch"  # FullyFusedMLP's limits; the torch path is always valid
@@ -94,6 +95,10 @@ class MLP(nn.Module):
                 layers.append(_activation(activation))
         self.net = nn.Sequential(*layers)
         self.out_act = _activation(output_activation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_dim}→{self.hidden_dim}×{self.num_hidden_layers}→{self.out_dim}, "
+                f"backend={self.backend!r}")
 
     @property
     def linears(self) -> list[nn.Linear]:

@@ -121,7 +121,7 @@ def extract_mesh(
     coarse_resolution: int = 32,
     margin: float = 2.0,
     chunk_size: int = 1 << 16,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
     normal_fn: NormalFn | None = None,
     device: str | torch.device = "cpu",
 ) -> MeshResult:
@@ -150,7 +150,9 @@ def extract_mesh(
         margin: Safety factor on the 1-Lipschitz bound (``≥ 1`` is exact for a true SDF; the
             default 2 tolerates neural fields with local gradient norm up to 2).
         chunk_size: Most points passed to ``sdf_fn`` (and ``normal_fn``) in one call.
-        progress: Show a tqdm progress bar over field evaluations.
+        progress: ``True`` shows a tqdm progress bar over field evaluations; a callable is
+            called as ``progress(done, total)`` (points evaluated, points announced so far) after
+            every chunk instead — the viewer's export bar uses it.
         normal_fn: Optional ``x [N, 3] -> normals [N, 3]`` (e.g. the field's analytic gradient),
             evaluated at the vertices under ``torch.enable_grad()`` so autograd-based normals work;
             its output is normalised. Without it, normals come from the mesh.
@@ -298,8 +300,10 @@ class _ChunkedEvaluator:
         self.chunk_size = chunk_size
         self.device = torch.device(device)
         self.count = 0
+        self.callback = progress if callable(progress) else None
         self.bar = tqdm(
-            total=0, unit="pt", unit_scale=True, desc=f"meshing ({method})", disable=not progress,
+            total=0, unit="pt", unit_scale=True, desc=f"meshing ({method})",
+            disable=not progress or self.callback is not None,
             mininterval=0.1 if sys.stderr.isatty() else 10.0,  # keep logs short off a terminal
         )
 
@@ -338,6 +342,8 @@ class _ChunkedEvaluator:
             )
         self.count += len(values)
         self.bar.update(len(values))
+        if self.callback is not None:
+            self.callback(self.count, int(self.bar.total))
         return values
 
 

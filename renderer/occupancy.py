@@ -61,6 +61,9 @@ class OccupancyGrid(nn.Module):
         # Until the first update every cell is occupied: sampling is then dense, never wrong.
         self.register_buffer("occupied", torch.ones(res, res, res, dtype=torch.bool))
 
+
+    def extra_repr(self) -> str:
+        return f"res={self.res}³, occupied={float(self.occupied.float().mean()):.1%}"
     def _cell_points(self, cells: Int[Tensor, " N"], generator: torch.Generator | None) -> Tensor:
         """A uniformly jittered point inside each of ``cells`` (flat indices, x-major)."""
         r = self.res

@@ -65,8 +65,19 @@ class Task(abc.ABC):
         """A camera that frames the field."""
 
     @abc.abstractmethod
-    def render(self, camera: Camera, mode: str = "shaded") -> np.ndarray:
-        """Render ``camera`` as an ``[H, W, 3]`` float image in ``[0, 1]``."""
+    def render(self, camera: Camera, mode: str = "shaded", *,
+               background: tuple[float, float, float] | None = None,
+               light_dir: tuple[float, float, float] | None = None) -> np.ndarray:
+        """Render ``camera`` as an ``[H, W, 3]`` float image in ``[0, 1]``.
+
+        ``background`` (display RGB) replaces the task's background colour; ``light_dir``
+        (world, towards the light) replaces the default key light of shaded modes.
+        """
+
+    def dataset_cameras(self) -> list[Camera]:
+        """The training views' cameras (the viewer snaps to them); empty when there are none or
+        the data is not loaded."""
+        return []
 
     def export(self, path: Path, **options: Any) -> dict[str, Any]:
         """Write the field's geometry to ``path``; return facts about what was written."""
@@ -79,4 +90,32 @@ class Task(abc.ABC):
     def properties(self) -> dict[str, Any]:
         """Read-only facts shown by the viewer and ``fields-app`` (plain types)."""
         n = sum(p.numel() for p in self.model.parameters())
-        return {"task": self.kind, "parameters": n, "device": str(self.device)}
+        props: dict[str, Any] = {"task": self.kind, "parameters": n, "device": str(self.device)}
+        props.update(describe_modules(self.model))
+        return props
+
+
+def describe_modules(model: nn.Module, prefix: str = "field.") -> dict[str, str]:
+    """One line per part of ``model`` that is ours (not a bare torch layer): the outermost
+    module with a description (``extra_repr``) or without parts of ours, e.g.
+    ``field.encoding: HashGridEncoding(in_dim=3, L=12, …) · 678,896 params``."""
+    out: dict[str, str] = {}
+
+    def ours(m: nn.Module) -> bool:
+        return not type(m).__module__.startswith("torch.")
+
+    def visit(path: str, module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if not ours(child):
+                continue
+            key = f"{path}{name}"
+            text = child.extra_repr()
+            inner = [c for c in child.children() if ours(c)]
+            if text or not inner:
+                count = sum(p.numel() for p in child.parameters())
+                out[key] = f"{type(child).__name__}({text}) · {count:,} params"
+            else:
+                visit(key + ".", child)
+
+    visit(prefix, model)
+    return out

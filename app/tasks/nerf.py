@@ -28,6 +28,7 @@ from app.config import ExperimentConfig
 from app.tasks.base import Task
 from app.tasks.views import (
     MultiViewDataConfig,
+    compose_view,
     dataset_path,
     encoding_groups,
     evaluate_views,
@@ -41,7 +42,6 @@ from fields.encodings.quantized import QuantizedEncoding, quantizer_for
 from fields.radiance import RadianceField
 from renderer.cameras import Camera
 from renderer.occupancy import OccupancyGrid
-from renderer.shading import shade_depth, shade_normals
 from renderer.volume import render_rays
 
 __all__ = ["NeRFDataConfig", "NeRFModelConfig", "NeRFRenderConfig", "NeRFExperiment", "NeRFTask",
@@ -114,7 +114,7 @@ class NeRFTask(Task):
 
     kind = "nerf"
     config_cls = NeRFExperiment
-    render_modes = ("rgb", "depth", "normals", "opacity")
+    render_modes = ("rgb", "depth", "normals", "shaded", "opacity")
 
     def __init__(self, config: NeRFExperiment, device: torch.device) -> None:
         super().__init__(config, device)
@@ -229,8 +229,9 @@ class NeRFTask(Task):
 
     @torch.no_grad()
     def render_views(self, camera: Camera, normals: bool = False) -> dict[str, Tensor]:
-        """``rgb [H, W, 3]``, ``depth [H, W]`` (expected, normalised by opacity), ``opacity``;
-        with ``normals`` also ``normals [H, W, 3]`` (unit, opacity-weighted density normals)."""
+        """``rgb [H, W, 3]`` (over the background), ``premultiplied`` (over black), ``depth [H, W]``
+        (expected, normalised by opacity), ``opacity``; with ``normals`` also
+        ``normals [H, W, 3]`` (unit, opacity-weighted density normals)."""
         self.model.eval()
         rays_o, rays_d = camera.rays(device=self.device)
         bg = torch.tensor(self.config.data.background, device=self.device)
@@ -245,29 +246,28 @@ class NeRFTask(Task):
             depth.append(out.depth / out.opacity.clamp_min(1e-6))
             opac.append(out.opacity)
         h, w = camera.height, camera.width
-        views = {"rgb": torch.cat(rgb).reshape(h, w, 3).clamp(0, 1),
+        opacity = torch.cat(opac).reshape(h, w)
+        composited = torch.cat(rgb).reshape(h, w, 3)
+        views = {"rgb": composited.clamp(0, 1),
+                 "premultiplied": composited - (1.0 - opacity)[..., None] * bg,
                  "depth": torch.cat(depth).reshape(h, w),
-                 "opacity": torch.cat(opac).reshape(h, w)}
+                 "opacity": opacity}
         if normals:
             views["normals"] = torch.nn.functional.normalize(
                 torch.cat(nrm).reshape(h, w, 3), dim=-1)
         return views
 
-    def render(self, camera: Camera, mode: str = "rgb") -> np.ndarray:
+    def render(self, camera: Camera, mode: str = "rgb", *,
+               background: tuple[float, float, float] | None = None,
+               light_dir: tuple[float, float, float] | None = None) -> np.ndarray:
         if mode not in self.render_modes:
             raise ValueError(f"unknown render mode {mode!r}; the nerf task has {self.render_modes}")
-        views = self.render_views(camera, normals=mode == "normals")
-        hit = views["opacity"] > 0.5
-        bg = self.config.data.background
-        if mode == "rgb":
-            img = views["rgb"]
-        elif mode == "opacity":
-            img = views["opacity"][..., None].expand(-1, -1, 3)
-        elif mode == "normals":
-            img = shade_normals(views["normals"], hit, bg)
-        else:
-            img = shade_depth(views["depth"], hit, background=bg)
-        return img.detach().cpu().numpy()
+        views = self.render_views(camera, normals=mode in ("normals", "shaded"))
+        bg = self.config.data.background if background is None else background
+        return compose_view(views, mode, camera, tuple(bg), light_dir)
+
+    def dataset_cameras(self) -> list[Camera]:
+        return self.train_set.cameras() if self.train_set is not None else []
 
     def evaluate(self, max_views: int | None = None, **_: Any) -> dict[str, Any]:
         """PSNR and SSIM on the held-out views (training views if the format has none)."""

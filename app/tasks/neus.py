@@ -27,6 +27,7 @@ is the hash-grid flavour (Instant-NSR, NeuS2: Wang et al., ICCV 2023) made to ru
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from app.tasks.surfaces import compare_to_reference, export_surface, in_source_u
 from app.tasks.views import (
     SPOT_DATASET,
     MultiViewDataConfig,
+    compose_view,
     dataset_path,
     encoding_groups,
     evaluate_views,
@@ -57,7 +59,7 @@ from fields.neus import LearnedVariance, NeuSField
 from renderer.cameras import Camera
 from renderer.meshing import extract_mesh
 from renderer.occupancy import OccupancyGrid
-from renderer.shading import shade_depth, shade_normals
+from renderer.slice import render_slice
 from renderer.volume import accumulate, neus_alpha, weights_from_alpha
 
 __all__ = ["NeuSDataConfig", "NeuSModelConfig", "NeuSLossConfig", "NeuSRenderConfig",
@@ -175,7 +177,7 @@ class NeuSTask(Task):
 
     kind = "neus"
     config_cls = NeuSExperiment
-    render_modes = ("rgb", "normals", "depth", "opacity")
+    render_modes = ("rgb", "normals", "shaded", "depth", "opacity", "slice")
 
     def __init__(self, config: NeuSExperiment, device: torch.device) -> None:
         super().__init__(config, device)
@@ -344,8 +346,8 @@ class NeuSTask(Task):
 
     @torch.no_grad()
     def render_views(self, camera: Camera) -> dict[str, Tensor]:
-        """``rgb`` over the background, ``normals`` (unit, world), ``depth`` (normalised by
-        opacity) and ``opacity``, each ``[H, W, …]``."""
+        """``rgb`` over the background, ``premultiplied`` (over black), ``normals`` (unit,
+        world), ``depth`` (normalised by opacity) and ``opacity``, each ``[H, W, …]``."""
         self.model.eval()
         rays_o, rays_d = camera.rays(device=self.device)
         parts: dict[str, list[Tensor]] = {"rgb": [], "normals": [], "depth": [], "opacity": []}
@@ -359,42 +361,48 @@ class NeuSTask(Task):
         h, w = camera.height, camera.width
         opac = torch.cat(parts["opacity"]).reshape(h, w)
         bg = torch.tensor(self.config.data.background, device=self.device)
-        rgb = torch.cat(parts["rgb"]).reshape(h, w, 3) + (1.0 - opac)[..., None] * bg
+        premultiplied = torch.cat(parts["rgb"]).reshape(h, w, 3)
+        rgb = premultiplied + (1.0 - opac)[..., None] * bg
         safe = opac.clamp_min(1e-6)[..., None]
         normals = F.normalize(torch.cat(parts["normals"]).reshape(h, w, 3) / safe, dim=-1)
         depth = torch.cat(parts["depth"]).reshape(h, w) / safe[..., 0]
-        return {"rgb": rgb.clamp(0, 1), "normals": normals, "depth": depth, "opacity": opac}
+        return {"rgb": rgb.clamp(0, 1), "premultiplied": premultiplied, "normals": normals,
+                "depth": depth, "opacity": opac}
 
-    def render(self, camera: Camera, mode: str = "rgb") -> np.ndarray:
+    def render(self, camera: Camera, mode: str = "rgb", *,
+               background: tuple[float, float, float] | None = None,
+               light_dir: tuple[float, float, float] | None = None) -> np.ndarray:
         if mode not in self.render_modes:
             raise ValueError(f"unknown render mode {mode!r}; the neus task has {self.render_modes}")
-        views = self.render_views(camera)
-        hit = views["opacity"] > 0.5
-        if mode == "rgb":
-            img = views["rgb"]
-        elif mode == "opacity":
-            img = views["opacity"][..., None].expand(-1, -1, 3)
-        elif mode == "normals":
-            img = shade_normals(views["normals"], hit, self.config.data.background)
-        else:
-            img = shade_depth(views["depth"], hit, background=self.config.data.background)
-        return img.detach().cpu().numpy()
+        bg = tuple(self.config.data.background if background is None else background)
+        if mode == "slice":
+            self.model.eval()
+            out = render_slice(self.field.sdf_chunked, camera, aabb=self.aabb, background=bg,
+                               device=self.device)
+            return out.image.cpu().numpy()
+        return compose_view(self.render_views(camera), mode, camera, bg, light_dir)
+
+    def dataset_cameras(self) -> list[Camera]:
+        return self.train_set.cameras() if self.train_set is not None else []
 
     def extract(self, resolution: int | None = None, method: str | None = None,
-                progress: bool = False):
+                progress: bool | Callable[[int, int], None] = False, level: float = 0.0):
         """Marching cubes of the zero level set in the scene frame (a ``MeshResult``)."""
         self.model.eval()
         return extract_mesh(
             self.field.sdf_chunked, resolution=resolution or self.config.export.resolution,
             aabb=self.aabb, method=method or self.config.export.method, progress=progress,
             normal_fn=lambda x: F.normalize(self.field.gradient(x), dim=-1), device=self.device,
+            level=level,
         )
 
     def export(self, path: Path, resolution: int | None = None, method: str | None = None,
-               progress: bool = False) -> dict[str, Any]:
-        """Write the zero level set (in the reference mesh's units for the spot dataset)."""
-        return export_surface(self.extract(resolution, method, progress), self.normalization,
-                              path)
+               progress: bool | Callable[[int, int], None] = False,
+               level: float = 0.0) -> dict[str, Any]:
+        """Write the ``level`` set (0: the surface) in the reference mesh's units for the spot
+        dataset, in the scene's otherwise."""
+        return export_surface(self.extract(resolution, method, progress, level),
+                              self.normalization, path)
 
     def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
                  resolution: int | None = None, n_samples: int = 100_000,

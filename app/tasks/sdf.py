@@ -13,6 +13,7 @@ Recipe, top to bottom:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
 from fields.sdf import SDFField
 from renderer.cameras import Camera
 from renderer.meshing import extract_mesh
+from renderer.slice import render_slice
 from renderer.surface import RenderOutput, render_surface
 
 __all__ = ["SDFDataConfig", "SDFModelConfig", "MeshExportConfig", "SDFExperiment", "SDFTask"]
@@ -104,7 +106,7 @@ class SDFTask(Task):
 
     kind = "sdf"
     config_cls = SDFExperiment
-    render_modes = ("shaded", "normals", "depth", "steps")
+    render_modes = ("shaded", "normals", "depth", "steps", "slice")
 
     def __init__(self, config: SDFExperiment, device: torch.device) -> None:
         super().__init__(config, device)
@@ -180,34 +182,49 @@ class SDFTask(Task):
         return Camera.orbit(30.0, 20.0, 3.2, width=width, height=height, fov_y_deg=40.0)
 
     @torch.no_grad()
-    def render_frame(self, camera: Camera, mode: str = "shaded") -> RenderOutput:
+    def render_frame(self, camera: Camera, mode: str = "shaded", *,
+                     background: tuple[float, float, float] | None = None,
+                     light_dir: tuple[float, float, float] | None = None) -> RenderOutput:
         """Sphere-trace ``camera``: image plus depth, hit mask, normals and step counts."""
-        if mode not in self.render_modes:
-            raise ValueError(f"unknown render mode {mode!r}; the sdf task has {self.render_modes}")
+        if mode not in self.render_modes or mode == "slice":
+            raise ValueError(f"unknown render mode {mode!r}; sphere tracing renders "
+                             f"{self.render_modes[:-1]}")
         self.model.eval()
         return render_surface(
             self.model.sdf_chunked, camera, mode, normal_fn=self.model.normal,
-            aabb=self.aabb, device=self.device,
+            aabb=self.aabb, device=self.device, light_dir=light_dir,
+            background=(1.0, 1.0, 1.0) if background is None else background,
         )
 
-    def render(self, camera: Camera, mode: str = "shaded") -> np.ndarray:
-        return self.render_frame(camera, mode).image.detach().cpu().numpy()
+    def render(self, camera: Camera, mode: str = "shaded", *,
+               background: tuple[float, float, float] | None = None,
+               light_dir: tuple[float, float, float] | None = None) -> np.ndarray:
+        if mode == "slice":
+            self.model.eval()
+            out = render_slice(self.model.sdf_chunked, camera, aabb=self.aabb,
+                               background=(1.0, 1.0, 1.0) if background is None else background,
+                               device=self.device)
+            return out.image.cpu().numpy()
+        return self.render_frame(camera, mode, background=background,
+                                 light_dir=light_dir).image.detach().cpu().numpy()
 
     def extract(self, resolution: int | None = None, method: str | None = None,
-                progress: bool = False):
+                progress: bool | Callable[[int, int], None] = False, level: float = 0.0):
         """Marching cubes of the field in its normalised frame (a :class:`MeshResult`)."""
         self.model.eval()
         return extract_mesh(
             self.model.sdf_chunked, resolution=resolution or self.config.export.resolution,
             aabb=self.aabb, method=method or self.config.export.method, progress=progress,
-            normal_fn=self.model.normal, device=self.device,
+            normal_fn=self.model.normal, device=self.device, level=level,
         )
 
     def export(self, path: Path, resolution: int | None = None, method: str | None = None,
-               progress: bool = False) -> dict[str, Any]:
-        """Extract the zero level set and write it in the source mesh's units."""
-        return export_surface(self.extract(resolution, method, progress), self.normalization,
-                              path)
+               progress: bool | Callable[[int, int], None] = False,
+               level: float = 0.0) -> dict[str, Any]:
+        """Extract the ``level`` set (0: the surface; in normalised units) and write it in the
+        source mesh's units."""
+        return export_surface(self.extract(resolution, method, progress, level),
+                              self.normalization, path)
 
     def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
                  resolution: int | None = None, n_samples: int = 100_000,

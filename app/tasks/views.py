@@ -25,9 +25,11 @@ from torch import Tensor
 from app.paths import PROJECT_ROOT, resolve_input
 from datasets.multiview import MultiViewDataset, load_multiview
 from renderer.cameras import Camera
+from renderer.shading import linear_to_srgb, shade_blinn_phong, shade_depth, shade_normals
+from renderer.surface import default_light_dir
 
 __all__ = ["SPOT_DATASET", "MultiViewDataConfig", "dataset_path", "encoding_groups", "load_views",
-           "training_rays", "psnr", "evaluate_views", "spot_reference"]
+           "training_rays", "psnr", "evaluate_views", "spot_reference", "compose_view"]
 
 SPOT_DATASET = "spot"
 
@@ -139,3 +141,43 @@ def evaluate_views(
                                                  data_range=1.0)))
     return {"split": split, "views": n, "psnr": float(np.mean(psnrs)),
             "ssim": float(np.mean(ssims)), "psnr_per_view": [round(p, 3) for p in psnrs]}
+
+
+def compose_view(
+    views: dict[str, Tensor],
+    mode: str,
+    camera: Camera,
+    background: tuple[float, float, float],
+    light_dir: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """The display image of a volume render (``premultiplied`` colour, ``opacity``, ``depth``
+    and, for ``normals``/``shaded``, ``normals``) in one of the multi-view tasks' modes:
+
+    * ``rgb`` — the colour composited over ``background``;
+    * ``opacity`` — accumulated opacity as grey;
+    * ``depth`` — expected depth through the colour map where opacity > ½;
+    * ``normals`` — ``(n + 1)/2`` where opacity > ½;
+    * ``shaded`` — the normals lit by two-sided Blinn–Phong from ``light_dir`` (default: the
+      camera's key light), like the sdf task's shaded mode.
+    """
+    opac = views["opacity"]
+    hit = opac > 0.5
+    bg = torch.tensor(background, dtype=opac.dtype, device=opac.device)
+    if mode == "rgb":
+        img = views["premultiplied"] + (1.0 - opac)[..., None] * bg
+    elif mode == "opacity":
+        img = opac[..., None].expand(-1, -1, 3)
+    elif mode == "normals":
+        img = shade_normals(views["normals"], hit, background)
+    elif mode == "shaded":
+        _, dirs = camera.rays(device=opac.device)
+        light = default_light_dir(camera) if light_dir is None else light_dir
+        lin = shade_blinn_phong(views["normals"], hit, dirs.reshape(*hit.shape, 3),
+                                torch.as_tensor(light, dtype=opac.dtype),
+                                background=bg.pow(2.2))
+        img = linear_to_srgb(lin)
+    elif mode == "depth":
+        img = shade_depth(views["depth"], hit, background=background)
+    else:
+        raise ValueError(f"unknown render mode {mode!r}")
+    return img.clamp(0.0, 1.0).detach().cpu().numpy()
