@@ -1,14 +1,15 @@
 # fields-app — two commands do everything on a fresh machine:
 #   make demo   set up .venv (system packages included), fit spot's SDF on the CPU, render, export, eval
 #   make test   same set-up, then the whole test suite
+#   make view   the desktop viewer on spot-sdf (needs a display; see docs/viewer.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSPKGS := libusb-1.0-0 libegl1 libgl1 libgomp1 xvfb
+SYSPKGS := libusb-1.0-0 libegl1 libgl1 libgl1-mesa-dri libgomp1 xvfb
 DEMO_OUT ?= outputs/spot-sdf
 
-.PHONY: all setup sysdeps demo test lint bench bench-deps clean
+.PHONY: all setup sysdeps demo view test lint bench bench-deps clean
 
 all: demo
 
@@ -29,6 +30,9 @@ demo: setup
 	$(BIN)/fields-app export $(DEMO_OUT) --out $(DEMO_OUT)/spot.obj
 	$(BIN)/fields-app render $(DEMO_OUT) --out $(DEMO_OUT)/turntable.mp4 --frames 36 --size 384x384
 	$(BIN)/fields-app eval $(DEMO_OUT) --mesh $(DEMO_OUT)/spot.ply
+
+view: setup
+	$(BIN)/fields-app view spot-sdf
 
 test: setup
 	$(BIN)/python -m pytest -q

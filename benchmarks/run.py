@@ -28,6 +28,7 @@ ROWS = {
     "B8": "benchmarks.rows.b8_meshing",
     "B9": "benchmarks.rows.b9_fit_sdf",
     "B11": "benchmarks.rows.b11_tiny_nerf",
+    "B12": "benchmarks.rows.b12_viewer",
 }
 SUITES = {"cpu": list(ROWS), "gpu": list(ROWS)}
 

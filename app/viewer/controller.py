@@ -173,8 +173,8 @@ class ViewerController:
         self.export_progress: float | None = None
         self.stats: dict[str, float] = {"render_ms": 0.0, "train_ms": 0.0, "steps_per_s": 0.0,
                                          "memory_mb": 0.0}
-        self.render_duty = 0.2
-        self.interact_duty = 0.6
+        self.render_duty = 0.1
+        self.interact_duty = 0.3
         self.rest_seconds = 0.25
         self.training = False
         self.view_size = (int(view_size[0]), int(view_size[1]))
@@ -315,6 +315,23 @@ class ViewerController:
         run = load_run(run_dir, device=self.device)
         self._install(run.task, run.config, run_dir, run.config.preset or run.config.task,
                       fresh=False, step=run.step)
+        self._load_history(run_dir / "metrics.jsonl", run.step)
+
+    def _load_history(self, path: Path, up_to: int) -> None:
+        """Fill the plots with a saved run's logged steps (lines a crash cut are skipped)."""
+        if not path.is_file():
+            return
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            step = record.get("step")
+            if not isinstance(step, int) or step > up_to:
+                continue
+            scalars = {k: v for k, v in record.items() if isinstance(v, (int, float))
+                       and k not in ("step", "elapsed_s", "steps_per_s")}
+            self.history.add(step, scalars)
 
     def _install(self, task, cfg: ExperimentConfig, run_dir: Path, preset: str, *, fresh: bool,
                  step: int = 0) -> None:
@@ -331,7 +348,7 @@ class ViewerController:
         modes = task.render_modes
         if self.render.mode not in modes:
             self.render.mode = modes[0]
-        self.camera = OrbitCamera.from_camera(task.default_camera())
+        self.camera = self._home_camera()
         self.export_settings.resolution = int(getattr(getattr(cfg, "export", None), "resolution",
                                                       256))
         self._field_changed()
@@ -557,8 +574,15 @@ class ViewerController:
 
     def reset_camera(self) -> None:
         with self._lock:
-            self.camera = OrbitCamera.from_camera(self.task.default_camera())
+            self.camera = self._home_camera()
         self._view_changed()
+
+    def _home_camera(self) -> OrbitCamera:
+        """The task's default view, 30 % further back: a resizable view must frame the whole
+        field at any aspect, where the task's default is made for square renders."""
+        cam = OrbitCamera.from_camera(self.task.default_camera())
+        cam.radius *= 1.3
+        return cam
 
     def dataset_view_count(self) -> int:
         return len(self.task.dataset_cameras()) if self.task is not None else 0
@@ -620,6 +644,14 @@ class ViewerController:
 
     def _interactive_divisor(self) -> int:
         w, h = self.render_size()
+        sizes = {p for p, _ in self._timings.get(self.render.mode, [])}
+        if len(sizes) == 1:  # one size timed: fixed overhead unknown — try the next finer once
+            seen = next(iter(sizes))
+            finer = [d for d in LEVELS if (w / d) * (h / d) >= 1.5 * seen]
+            if finer:
+                d = finer[0]
+                if self.predicted_ms((w / d) * (h / d)) <= 4.0 * self.render.budget_ms:
+                    return d
         for d in reversed(LEVELS):  # finest first
             predicted = self.predicted_ms((w / d) * (h / d))
             if predicted is None:

@@ -374,9 +374,10 @@ class ViewerWindow:
     # the loop
     def run(self, frames: int | None = None, screenshot: str | Path | None = None,
             on_frame: Callable[[int], None] | None = None, engine: bool = True) -> dict[str, Any]:
-        """Show the window until it closes, or for ``frames`` frames; with ``screenshot``, save
-        the last frame there and the first frame that showed a render next to it
-        (``NAME-first.png``). ``engine=False`` leaves the controller's engine stopped (the
+        """Show the window until it closes, or for ``frames`` frames (counted from the first
+        frame that shows a render, after any loading; at most 10 minutes of waiting). With
+        ``screenshot``, save the last frame there and the first frame that showed a render next
+        to it (``NAME-first.png``). ``on_frame(i)`` runs before every drawn frame ``i = 0, 1, …``. ``engine=False`` leaves the controller's engine stopped (the
         caller drives it from ``on_frame``). Returns what happened (frame times, screenshots,
         render region)."""
         self._build()
@@ -388,7 +389,7 @@ class ViewerWindow:
             screenshot = Path(screenshot)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             first_shot = screenshot.with_name(screenshot.stem + "-first" + screenshot.suffix)
-        index = 0
+        index = waiting = 0
         shown_any = False
         last_start = None
         try:
@@ -403,19 +404,24 @@ class ViewerWindow:
                     self._update_slow()
                     self._last_slow = t0
                 if on_frame is not None:
-                    on_frame(index)
+                    on_frame(index + waiting)
                 dpg.render_dearpygui_frame()
                 if new_frame and not shown_any and first_shot is not None:
                     dpg.output_frame_buffer(file=str(first_shot))
                     report["first_screenshot"] = str(first_shot)
                     report["first_screenshot_step"] = self.ctl.frame.step
                 shown_any = shown_any or new_frame
-                index += 1
-                if frames is not None and index >= frames:
+                # Frames count once the field is on screen and loading (data for training) is
+                # done, so `--frames N` shows N frames of a live viewer however slow the start.
+                if shown_any and not self.ctl.busy or frames is None:
+                    index += 1
+                else:
+                    waiting += 1
+                if frames is not None and (index >= frames or waiting > 600 * self.fps):
                     break
                 spent = time.perf_counter() - t0
                 self.frame_times.append(spent)
-                active = (t0 < self._active_until or self.ctl.busy or frames is not None
+                active = (t0 < self._active_until or self.ctl.busy or screenshot is not None
                           or any(v is not None for v in self._drag.values()))
                 period = 1.0 / (self.fps if active else self.idle_fps)
                 if spent < period:

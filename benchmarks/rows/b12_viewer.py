@@ -31,6 +31,7 @@ from benchmarks.timing import Row
 PRESET = "spot-sdf"
 SECONDS = 30.0
 QUICK_SECONDS = 10.0
+WINDOW = (944, 532)  # a 512×512 render view beside the 400-px panel; render scale ½ → 256²
 PEER = "torch-ngp GUI loop: 16 train steps + ≤200 ms dynamic-res render per UI frame, one thread"
 
 
@@ -62,11 +63,9 @@ def _viewer(seconds: float, orbit: bool, burst: bool) -> dict:
     from app.viewer.window import ViewerWindow
     if os.environ.get("B12_THREADS"):
         torch.set_num_threads(int(os.environ["B12_THREADS"]))
-    with virtual_display(1280, 800):
+    with virtual_display(*WINDOW):
         ctl = ViewerController(PRESET, out="/tmp/fields-app-b12")
-        window = ViewerWindow(ctl, 1280, 800, idle_fps=float(os.environ.get("B12_FPS", 15)))
-        if os.environ.get("B12_DUTY"):
-            ctl.render_duty = float(os.environ["B12_DUTY"])
+        window = ViewerWindow(ctl, *WINDOW)
         state: dict = {"t0": None}
         renders: list[tuple[float, int]] = []
         last_version = [-1]

@@ -216,13 +216,14 @@ def test_export_errors_stay_in_the_window(ctl, tmp_path):
 
 
 def test_open_saved_run_and_snap_without_views(ctl, tmp_path):
-    for _ in range(2):
-        ctl.step_once()
+    ctl.config.trainer.log_every = 2
+    _train(ctl, 5)
     ctl.save_checkpoint()
     opened = ViewerController(run_dir=ctl.run_dir, view_size=(24, 24))
     opened.render.render_scale = 1.0
     ctl.set_view_size(24, 24)
-    assert opened.step == 2 and opened.preset == "spot-sdf"
+    assert opened.step == 5 and opened.preset == "spot-sdf"
+    assert opened.history.steps == [2.0, 4.0]  # the plots show the run's logged steps
     # The reopened run renders the field that was saved.
     assert np.allclose(opened.render_frame(1).image, ctl.render_frame(1).image, atol=1e-5)
     opened.snap_to_view(0)  # an sdf task has no dataset views: a message, no exception
