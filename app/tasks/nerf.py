@@ -34,6 +34,7 @@ from app.tasks.views import (
     evaluate_views,
     load_views,
     psnr,
+    scene_up,
     training_rays,
 )
 from datasets.multiview import MultiViewDataset
@@ -141,6 +142,7 @@ class NeRFTask(Task):
         self._rays: tuple[Tensor, Tensor, Tensor] | None = None
         self._alpha: Tensor | None = None
         self.source_path: str | None = None
+        self.up: tuple[float, ...] = (0.0, 1.0, 0.0)  # the scene's up (set from the views)
         self.last_samples_per_ray = 0.0
 
     @property
@@ -157,6 +159,7 @@ class NeRFTask(Task):
         path = dataset_path(d.path, d.spot_size)
         self.source_path = str(path)
         self.train_set, self.test_set = load_views(path, d.downscale, tuple(d.background))
+        self.up = scene_up(self.train_set)
         rays_o, rays_d, rgb, coverage = training_rays(self.train_set, tuple(d.background))
         if coverage is not None:
             # Premultiplied colour and alpha: each step composites over a random background, so
@@ -204,17 +207,20 @@ class NeRFTask(Task):
 
     # -- state ------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
-        return {"source_path": self.source_path, "near": self.near, "far": self.far}
+        return {"source_path": self.source_path, "near": self.near, "far": self.far,
+                "up": list(self.up)}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.source_path = meta.get("source_path")
+        self.up = tuple(meta.get("up", (0.0, 1.0, 0.0)))
         self.near = float(meta.get("near", 0.0))
         far = meta.get("far")
         self.far = float(far) if far is not None else float("inf")
 
     # -- using the field --------------------------------------------------------------------
     def default_camera(self, width: int = 256, height: int = 256) -> Camera:
-        return Camera.orbit(30.0, 25.0, 4.0, width=width, height=height, fov_y_deg=40.0)
+        return Camera.orbit(30.0, 25.0, 4.0, up=self.up, width=width, height=height,
+                            fov_y_deg=40.0)
 
     def _normal_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         """``(n, σ)`` with ``n = −∇σ/‖∇σ‖`` by central differences (the density's outward

@@ -48,6 +48,7 @@ from app.tasks.views import (
     encoding_groups,
     evaluate_views,
     load_views,
+    scene_up,
     spot_reference,
     training_rays,
 )
@@ -201,6 +202,7 @@ class NeuSTask(Task):
         self._rays: tuple[Tensor, Tensor, Tensor] | None = None
         self._coverage: Tensor | None = None
         self.source_path: str | None = None
+        self.up: tuple[float, ...] = (0.0, 1.0, 0.0)  # the scene's up (set from the views)
         self.normalization: Normalization | None = None
         self.reference_path: str | None = config.data.reference
         self.cos_anneal_ratio = 1.0
@@ -228,6 +230,7 @@ class NeuSTask(Task):
         path = dataset_path(d.path, d.spot_size)
         self.source_path = str(path)
         self.train_set, self.test_set = load_views(path, d.downscale, tuple(d.background))
+        self.up = scene_up(self.train_set)
         rays_o, rays_d, rgb, coverage = training_rays(self.train_set, tuple(d.background))
         self._rays = (rays_o.to(self.device), rays_d.to(self.device), rgb.to(self.device))
         self._coverage = None if coverage is None else coverage.to(self.device)
@@ -328,10 +331,11 @@ class NeuSTask(Task):
     def meta(self) -> dict[str, Any]:
         return {"source_path": self.source_path, "reference_path": self.reference_path,
                 "normalization": self.normalization.to_dict() if self.normalization else None,
-                "quantizer_cell_size": self._cell_size()}
+                "quantizer_cell_size": self._cell_size(), "up": list(self.up)}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.source_path = meta.get("source_path")
+        self.up = tuple(meta.get("up", (0.0, 1.0, 0.0)))
         self.reference_path = meta.get("reference_path")
         norm = meta.get("normalization")
         self.normalization = Normalization.from_dict(norm) if norm else None
@@ -342,7 +346,8 @@ class NeuSTask(Task):
 
     # -- using the field --------------------------------------------------------------------
     def default_camera(self, width: int = 256, height: int = 256) -> Camera:
-        return Camera.orbit(30.0, 20.0, 3.2, width=width, height=height, fov_y_deg=40.0)
+        return Camera.orbit(30.0, 20.0, 3.2, up=self.up, width=width, height=height,
+                            fov_y_deg=40.0)
 
     @torch.no_grad()
     def render_views(self, camera: Camera) -> dict[str, Tensor]:

@@ -29,7 +29,7 @@ from renderer.shading import linear_to_srgb, shade_blinn_phong, shade_depth, sha
 from renderer.surface import default_light_dir
 
 __all__ = ["SPOT_DATASET", "MultiViewDataConfig", "dataset_path", "encoding_groups", "load_views",
-           "training_rays", "psnr", "evaluate_views", "spot_reference", "compose_view"]
+           "training_rays", "psnr", "evaluate_views", "spot_reference", "compose_view", "scene_up"]
 
 SPOT_DATASET = "spot"
 
@@ -181,3 +181,21 @@ def compose_view(
     else:
         raise ValueError(f"unknown render mode {mode!r}")
     return img.clamp(0.0, 1.0).detach().cpu().numpy()
+
+
+def scene_up(views: MultiViewDataset) -> tuple[float, float, float]:
+    """The scene's up direction: the mean of the views' camera up axes (``c2w[:3, 1]``), unit
+    length — photographers hold cameras upright, so this is the world's up for Blender's z-up
+    scenes and y-up ones alike. Within 15° of a coordinate axis it snaps to that axis (views on
+    a slightly tilted rig); ``+y`` when the views disagree too much to tell."""
+    mean = views.c2w[:, :3, 1].double().mean(0)
+    norm = float(mean.norm())
+    if norm < 0.5:
+        return (0.0, 1.0, 0.0)
+    up = mean / norm
+    axis = int(up.abs().argmax())
+    if float(up[axis].abs()) > math.cos(math.radians(15.0)):
+        snapped = [0.0, 0.0, 0.0]
+        snapped[axis] = 1.0 if float(up[axis]) > 0 else -1.0
+        return tuple(snapped)
+    return tuple(float(v) for v in up)

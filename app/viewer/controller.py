@@ -194,6 +194,7 @@ class ViewerController:
         self._rate_window: tuple[float, int] = (time.perf_counter(), 0)
         self._metrics_file = None
         self.task = None
+        self.task_kind: str | None = None
         self.trainer = None
         self.config: ExperimentConfig | None = None
         self.run_dir: Path | None = None
@@ -345,9 +346,11 @@ class ViewerController:
         self._loaded_step = step
         self._saved_step = step
         self.history.clear()
-        modes = task.render_modes
-        if self.render.mode not in modes:
-            self.render.mode = modes[0]
+        if self.task_kind != task.kind:  # a new kind of task: its own first mode and background
+            self.render.mode = task.render_modes[0]
+            data = getattr(cfg, "data", None)
+            self.render.background = tuple(getattr(data, "background", (1.0, 1.0, 1.0)))
+        self.task_kind = task.kind
         self.camera = self._home_camera()
         self.export_settings.resolution = int(getattr(getattr(cfg, "export", None), "resolution",
                                                       256))
@@ -371,6 +374,11 @@ class ViewerController:
         if not self._fresh:
             trainer.resume()
         self.trainer = trainer
+        up = getattr(self.task, "up", None)
+        if up is not None and not np.allclose(up, self.camera.up):  # the views told us the up
+            with self._lock:
+                self.camera = self._home_camera()
+            self._view_changed()
         self._metrics_file = open(self.run_dir / "metrics.jsonl", "w" if self._fresh else "a")
         self._message(f"data ready in {time.perf_counter() - t0:.1f} s; step {trainer.step}")
 
@@ -580,7 +588,9 @@ class ViewerController:
     def _home_camera(self) -> OrbitCamera:
         """The task's default view, 30 % further back: a resizable view must frame the whole
         field at any aspect, where the task's default is made for square renders."""
-        cam = OrbitCamera.from_camera(self.task.default_camera())
+        up = getattr(self.task, "up", None)
+        cam = OrbitCamera.from_camera(self.task.default_camera(),
+                                      up=None if up is None else np.asarray(up, dtype=float))
         cam.radius *= 1.3
         return cam
 

@@ -280,6 +280,7 @@ class ViewerWindow:
             dpg.set_value("preset", self.ctl.preset)
         dpg.set_value("export_resolution", self.ctl.export_settings.resolution)
         dpg.set_value("fov", self.ctl.camera.fov_y_deg)
+        dpg.set_value("background", [int(round(c * 255)) for c in self.ctl.render.background])
         can_export = type(task).export is not Task.export
         dpg.configure_item("btn_export", enabled=can_export)
 
@@ -377,8 +378,9 @@ class ViewerWindow:
         """Show the window until it closes, or for ``frames`` frames (counted from the first
         frame that shows a render, after any loading; at most 10 minutes of waiting). With
         ``screenshot``, save the last frame there and the first frame that showed a render next
-        to it (``NAME-first.png``). ``on_frame(i)`` runs before every drawn frame ``i = 0, 1, …``. ``engine=False`` leaves the controller's engine stopped (the
-        caller drives it from ``on_frame``). Returns what happened (frame times, screenshots,
+        to it (``NAME-first.png``). ``on_frame(i)`` runs before every drawn frame
+        ``i = 0, 1, …``. ``engine=False`` leaves the controller's engine stopped (the caller
+        drives it from ``on_frame``). Returns what happened (frame times, screenshots,
         render region)."""
         self._build()
         if engine:

@@ -113,3 +113,27 @@ def test_nerf_normals_of_a_density_ball_point_outwards():
     cos = (views["normals"] * n_true).sum(-1)[inner]
     assert inner.sum() > 50 and cos.min() > 0.95
     assert (views["opacity"][inner] > 0.99).all()
+
+
+def test_scene_up_from_the_views_cameras():
+    import math
+
+    import torch
+
+    from app.tasks.views import scene_up
+    from datasets.multiview import MultiViewDataset
+
+    def views(ups):
+        c2w = torch.eye(4).repeat(len(ups), 1, 1)
+        for i, u in enumerate(ups):
+            c2w[i, :3, :3] = Camera.look_at((0, 0, 0), (1, 0, 0) if u[0] == 0 else (0, 1, 0),
+                                            up=u).c2w[:3, :3]
+        n = len(ups)
+        return MultiViewDataset(images=torch.zeros(n, 2, 2, 3), c2w=c2w, fx=torch.ones(n),
+                                fy=torch.ones(n), cx=torch.ones(n), cy=torch.ones(n),
+                                names=[f"{i}.png" for i in range(n)])
+
+    assert scene_up(views([(0.0, 0.0, 1.0)] * 3)) == (0.0, 0.0, 1.0)  # Blender: z up
+    tilt = (0.0, math.sin(0.5), math.cos(0.5))  # 29° off z: kept as measured
+    assert np.allclose(scene_up(views([tilt] * 2)), tilt, atol=1e-5)
+    assert scene_up(views([(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)])) == (0.0, 1.0, 0.0)  # no consensus
