@@ -695,9 +695,16 @@ class ViewerController:
         self.render_frame(divisor)
         duty = self.interact_duty if not resting else self.render_duty
         spent = self.frame.ms / 1e3
-        self._next_render = time.perf_counter() + spent * (1.0 / duty - 1.0)
+        # A slow render still refreshes the view every few seconds.
+        self._next_render = time.perf_counter() + min(spent * (1.0 / duty - 1.0), 3.0)
         self._frame_key = (view_v, field_v)
         return True
+
+    def refresh(self) -> None:
+        """Render the current field as soon as the engine is free (no duty-cycle wait)."""
+        self._next_render = 0.0
+        self._frame_key = None
+        self._wake.set()
 
     def render_frame(self, divisor: int = 1) -> Frame:
         """Render the current view at ``render_size(divisor)`` now (engine thread or no thread)

@@ -429,6 +429,14 @@ class ViewerWindow:
                 if spent < period:
                     time.sleep(period - spent)
             if screenshot is not None:
+                # Show the field as it is now: one fresh render (the engine may be mid-step).
+                version = self.ctl.frame.version if self.ctl.frame is not None else -1
+                self.ctl.refresh()
+                deadline = time.perf_counter() + 120.0
+                while (self.ctl.frame is None or self.ctl.frame.version == version) and (
+                        time.perf_counter() < deadline and dpg.is_dearpygui_running()):
+                    dpg.render_dearpygui_frame()
+                    time.sleep(1.0 / self.fps)
                 self._show_frame()
                 self._update_slow()
                 dpg.render_dearpygui_frame()
