@@ -1,7 +1,8 @@
 """``fields-app``: train, export, render and evaluate neural fields from the command line.
 
     fields-app train PRESET [--data PATH] [--steps N] [--out RUN_DIR] [--device cpu|cuda|auto]
-                            [--quantize R] [--restart] [--section.field VALUE ...]
+                            [--encoding hashgrid|rbf|fourier|siren] [--quantize R] [--restart]
+                            [--section.field VALUE ...]
     fields-app export RUN_DIR --out FILE.ply|FILE.obj [--resolution R]
     fields-app render RUN_DIR --out FILE.png|FILE.mp4 [--mode shaded|normals|depth]
                               [--frames K] [--size WxH]
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quantize", type=_positive_int, metavar="R",
                    help="CQ-NIR: snap network inputs to a lattice of R points per axis "
                    "(neus presets; 25600 is the official setting)")
+    t.add_argument("--encoding", choices=["hashgrid", "rbf", "fourier", "siren"],
+                   help="the field's encoding (image presets: all four; default: the preset's)")
     t.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--help-config", action="store_true", help="list every config override")
@@ -161,6 +164,16 @@ def _cmd_train(args, extra: list[str]) -> int:
             raise ValueError(f"--quantize: the {cfg.task} task has no coordinate quantisation "
                              "(neus presets have)")
         cfg.model.quantize = args.quantize
+    if args.encoding is not None:
+        model = getattr(cfg, "model", None)
+        if isinstance(getattr(model, "encoding", None), str):  # image: all four
+            model.encoding = args.encoding
+        elif hasattr(model, "encoding_type") and args.encoding in ("hashgrid", "rbf"):
+            model.encoding_type = args.encoding  # sdf, nerf: hashgrid or rbf
+        else:
+            raise ValueError(f"--encoding {args.encoding}: the {cfg.task} task takes "
+                             + ("hashgrid or rbf" if hasattr(model, "encoding_type") else
+                                "no --encoding"))
     if args.steps is not None:
         cfg.trainer.steps = args.steps
     if args.device is not None:

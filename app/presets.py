@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from app.config import ExperimentConfig, TrainerConfig
 from app.errors import PresetError
+from app.tasks.image import ImageExperiment
 from app.tasks.nerf import NeRFDataConfig, NeRFExperiment
 from app.tasks.neus import NeuSDataConfig, NeuSExperiment
 from app.tasks.sdf import MeshExportConfig, SDFDataConfig, SDFExperiment, SDFModelConfig
@@ -67,6 +68,10 @@ def _dtu_neus() -> NeuSExperiment:
     )
 
 
+def _astronaut_image() -> ImageExperiment:
+    return ImageExperiment(preset="astronaut-image", trainer=TrainerConfig(steps=2000, lr=1e-2))
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -82,6 +87,8 @@ PRESETS: dict[str, Preset] = {
                _spot_neus),
         Preset("dtu-neus", "NeuS surface of DTU scan 24 (../shared subset, 1/8 size)",
                _dtu_neus),
+        Preset("astronaut-image", "2-D image field of the shipped 512² astronaut "
+               "(--encoding hashgrid|rbf|fourier|siren)", _astronaut_image),
     )
 }
 DEFAULT_PRESET = "spot-sdf"

@@ -77,6 +77,9 @@ class RadianceField(nn.Module):
         density_activation: ``"trunc_exp"`` (instant-ngp) or ``"softplus"``.
         backend: MLP backend, ``"torch"``, ``"tcnn"`` or ``"auto"``.
         chunk_size: points per chunk in :meth:`density_chunked`.
+        appearance: optional encoding whose features ``a(x)`` join the colour MLP's input
+            (``[geo, a(x), SH(d)]``) but not the density's — where NeuRBF puts its RBF features
+            for radiance fields (``--encoding rbf`` on the nerf task).
 
     Example:
         >>> from fields.encodings.frequency import PositionalEncoding
@@ -98,6 +101,7 @@ class RadianceField(nn.Module):
         density_activation: str = "trunc_exp",
         backend: str = "torch",
         chunk_size: int = 1 << 14,
+        appearance: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if density_activation not in ("trunc_exp", "softplus"):
@@ -112,8 +116,10 @@ class RadianceField(nn.Module):
         self.density_net = MLP(
             encoding.out_dim, 1 + geo_feat_dim, hidden_dim, num_layers, backend=backend
         )
+        self.appearance = appearance
+        app_dim = appearance.out_dim if appearance is not None else 0
         self.color_net = MLP(
-            geo_feat_dim + self.dir_encoding.out_dim, 3, color_hidden, color_layers,
+            geo_feat_dim + app_dim + self.dir_encoding.out_dim, 3, color_hidden, color_layers,
             output_activation="sigmoid", backend=backend,
         )
 
@@ -137,16 +143,19 @@ class RadianceField(nn.Module):
         """RGB from geometry features and view directions (directions are normalised here)."""
         return self.color_net(torch.cat([geo, self.dir_encoding(F.normalize(d, dim=-1))], dim=-1))
 
+    def _colour_features(self, x: Tensor, geo: Tensor) -> Tensor:
+        return geo if self.appearance is None else torch.cat([geo, self.appearance(x)], dim=-1)
+
     def rgb(self, x: Float[Tensor, "N 3"], d: Float[Tensor, "N 3"]) -> Float[Tensor, "N 3"]:
         """RGB in ``(0, 1)`` seen at ``x`` from direction ``d``."""
-        return self.color(self.density_and_features(x)[1], d)
+        return self.color(self._colour_features(x, self.density_and_features(x)[1]), d)
 
     def forward(
         self, x: Float[Tensor, "N 3"], d: Float[Tensor, "N 3"]
     ) -> tuple[Float[Tensor, " N"], Float[Tensor, "N 3"]]:
         """``(sigma, rgb)`` with one pass through the encoding and density MLP."""
         sigma, geo = self.density_and_features(x)
-        return sigma, self.color(geo, d)
+        return sigma, self.color(self._colour_features(x, geo), d)
 
     @torch.no_grad()
     def density_chunked(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, " N"]:

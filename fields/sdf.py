@@ -17,10 +17,46 @@ from torch import Tensor, nn
 
 from fields.networks import MLP, geometric_init_
 
-__all__ = ["SDFField"]
+__all__ = ["SDFField", "SDFQueries"]
 
 
-class SDFField(nn.Module):
+class SDFQueries:
+    """What every SDF field offers on top of its differentiable ``sdf(x) -> [N]``: chunked
+    inference, autograd gradients and unit normals (mixed into :class:`SDFField` and
+    :class:`fields.neurbf.NeuRBFSDFField`; needs ``self.chunk_size``)."""
+
+    chunk_size: int
+
+    @torch.no_grad()
+    def sdf_chunked(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, " N"]:
+        """``sdf(x)`` without gradients, in cache-sized chunks (fast inference on CPU)."""
+        if x.shape[0] <= self.chunk_size:
+            return self.sdf(x)
+        return torch.cat([self.sdf(c) for c in x.split(self.chunk_size)])
+
+    def gradient(self, x: Float[Tensor, "N 3"], create_graph: bool = False) -> Float[Tensor, "N 3"]:
+        """``∇sdf(x)`` by autograd (also inside ``torch.no_grad()`` callers)."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            if create_graph:
+                y = self.sdf(xg)
+            else:
+                # Only ∂f/∂x is wanted: run with detached parameters so no backward pass
+                # spends time on parameter gradients (e.g. the hash table's scatter-add).
+                frozen = {k: v.detach() for k, v in self.named_parameters()}
+                y = torch.func.functional_call(self, frozen, (xg,), strict=False)
+                y = y.reshape(-1)
+            (g,) = torch.autograd.grad(y.sum(), xg, create_graph=create_graph)
+        return g
+
+    def normal(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N 3"]:
+        """Unit outward normal ``∇f / ‖∇f‖``, evaluated in chunks without keeping the graph."""
+        if x.shape[0] <= self.chunk_size:
+            return F.normalize(self.gradient(x), dim=-1)
+        return torch.cat([F.normalize(self.gradient(c), dim=-1) for c in x.split(self.chunk_size)])
+
+
+class SDFField(SDFQueries, nn.Module):
     """``sdf(x) = MLP([x, encoding(x)])`` with geometric initialisation.
 
     Args:
@@ -72,29 +108,3 @@ class SDFField(nn.Module):
     def forward(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, " N"]:
         return self.sdf(x)
 
-    @torch.no_grad()
-    def sdf_chunked(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, " N"]:
-        """``sdf(x)`` without gradients, in cache-sized chunks (fast inference on CPU)."""
-        if x.shape[0] <= self.chunk_size:
-            return self.sdf(x)
-        return torch.cat([self.sdf(c) for c in x.split(self.chunk_size)])
-
-    def gradient(self, x: Float[Tensor, "N 3"], create_graph: bool = False) -> Float[Tensor, "N 3"]:
-        """``∇sdf(x)`` by autograd (also inside ``torch.no_grad()`` callers)."""
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            if create_graph:
-                y = self.sdf(xg)
-            else:
-                # Only ∂f/∂x is wanted: run with detached parameters so no backward pass
-                # spends time on parameter gradients (e.g. the hash table's scatter-add).
-                frozen = {k: v.detach() for k, v in self.named_parameters()}
-                y = torch.func.functional_call(self, frozen, (xg,), strict=False)
-            (g,) = torch.autograd.grad(y.sum(), xg, create_graph=create_graph)
-        return g
-
-    def normal(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N 3"]:
-        """Unit outward normal ``∇f / ‖∇f‖``, evaluated in chunks without keeping the graph."""
-        if x.shape[0] <= self.chunk_size:
-            return F.normalize(self.gradient(x), dim=-1)
-        return torch.cat([F.normalize(self.gradient(c), dim=-1) for c in x.split(self.chunk_size)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.errors import ConfigError
 from app.tasks.base import Task
+from app.tasks.image import ImageExperiment, ImageTask
 from app.tasks.nerf import NeRFExperiment, NeRFTask
 from app.tasks.neus import NeuSExperiment, NeuSTask
 from app.tasks.sdf import SDFExperiment, SDFTask
@@ -11,7 +12,7 @@ from app.tasks.sdf import SDFExperiment, SDFTask
 __all__ = ["Task", "TASKS", "task_class"]
 
 TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask, NeRFTask.kind: NeRFTask,
-                                 NeuSTask.kind: NeuSTask}
+                                 NeuSTask.kind: NeuSTask, ImageTask.kind: ImageTask}
 
 
 def task_class(kind: str) -> type[Task]:
@@ -22,4 +23,5 @@ def task_class(kind: str) -> type[Task]:
         raise ConfigError(f"unknown task kind {kind!r}; known: {sorted(TASKS)}") from None
 
 
-__all__ += ["NeRFExperiment", "NeRFTask", "NeuSExperiment", "NeuSTask", "SDFExperiment", "SDFTask"]
+__all__ += ["ImageExperiment", "ImageTask", "NeRFExperiment", "NeRFTask", "NeuSExperiment",
+            "NeuSTask", "SDFExperiment", "SDFTask"]

@@ -181,6 +181,8 @@ class ViewerController:
         self._lock = threading.RLock()  # guards the plain state shared with the UI thread
         self._queue: queue.Queue[tuple[str, Callable[[], None]]] = queue.Queue()
         self._pending = 0
+        self._ui_busy = False
+        self._torch_threads = torch.get_num_threads()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -235,8 +237,21 @@ class ViewerController:
             self._metrics_file.close()
             self._metrics_file = None
 
+    def set_ui_busy(self, busy: bool) -> None:
+        """The window draws at full rate (``busy``) or idles. While it is busy the engine leaves
+        one core to it: on a 2-core machine with software OpenGL the UI needs most of a core, and
+        torch's OpenMP threads stall badly when one of them is descheduled (B12)."""
+        self._ui_busy = busy
+
+    def _apply_threads(self) -> None:
+        want = max(1, self._torch_threads - 1) if self._ui_busy else self._torch_threads
+        if want != torch.get_num_threads():  # per thread for OpenMP: set it in the engine
+            torch.set_num_threads(want)
+
     def _engine_loop(self) -> None:
+        self._torch_threads = torch.get_num_threads()
         while not self._closing:
+            self._apply_threads()
             if not self.work():
                 self._wake.wait(0.02)
                 self._wake.clear()

@@ -426,6 +426,7 @@ class ViewerWindow:
                 active = (t0 < self._active_until or self.ctl.busy or screenshot is not None
                           or any(v is not None for v in self._drag.values()))
                 period = 1.0 / (self.fps if active else self.idle_fps)
+                self.ctl.set_ui_busy(active)
                 if spent < period:
                     time.sleep(period - spent)
             if screenshot is not None:

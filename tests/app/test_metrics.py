@@ -23,6 +23,7 @@ from app.metrics import (
     chamfer_l1,
     evaluate_meshes,
     fscore,
+    normal_angular_error,
     normal_consistency,
     volumetric_iou,
 )
@@ -30,7 +31,8 @@ from datasets.meshes import load_mesh, normalization_for
 
 SPOT = Path(__file__).resolve().parents[2] / "assets" / "meshes" / "spot.obj"
 N = 20_000
-KEYS = {"chamfer_l1", "normal_consistency", "fscore@1%", "volumetric_iou", "n_samples"}
+KEYS = {"chamfer_l1", "normal_consistency", "normal_angle_deg", "fscore@1%", "volumetric_iou",
+        "n_samples"}
 
 
 def icosphere(radius: float, center=(0.0, 0.0, 0.0)) -> trimesh.Trimesh:
@@ -151,3 +153,24 @@ def test_empty_prediction_scores_worst_values():
 def test_empty_reference_is_an_error():
     with pytest.raises(ValueError, match="reference"):
         evaluate_meshes(icosphere(1.0), trimesh.Trimesh(), n=10)
+
+
+def test_normal_angular_error_follows_the_paper_not_the_buggy_code(bumpy_spot, spot):
+    ball = icosphere(1.0)
+    assert normal_angular_error(ball, ball, n=N) < 0.05  # against itself: 0 (float32 noise)
+    flipped = trimesh.Trimesh(ball.vertices, ball.faces[:, ::-1])
+    assert abs(normal_angular_error(flipped, ball, n=N) - normal_angular_error(ball, ball, n=N)
+               ) < 1e-3  # |cos|: orientation does not matter (samples move a hair)
+    nae = normal_angular_error(bumpy_spot, spot, n=N)
+    nc = normal_consistency(bumpy_spot, spot, n=N)
+    assert 2.0 < nae < 60.0 and nae > normal_angular_error(spot, spot, n=N) + 1.0
+    # Eq. 12 averages two angles; the official code's second term is a raw cosine. On two
+    # slightly different shapes the two formulas disagree, so the bug would be caught.
+    from app.metrics import _match_surfaces, _normalised_pair
+
+    match = _match_surfaces(*_normalised_pair(bumpy_spot, spot), N, 0)
+    buggy = 0.5 * (float(np.degrees(np.arccos(match.cos_pred_to_ref)).mean())
+                   + float(match.cos_ref_to_pred.mean()))
+    assert abs(buggy - nae) > 1.0
+    assert evaluate_meshes(bumpy_spot, spot, n=N)["normal_angle_deg"] == pytest.approx(nae)
+    assert nc < 1.0

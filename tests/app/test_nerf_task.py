@@ -137,3 +137,36 @@ def test_scene_up_from_the_views_cameras():
     tilt = (0.0, math.sin(0.5), math.cos(0.5))  # 29° off z: kept as measured
     assert np.allclose(scene_up(views([tilt] * 2)), tilt, atol=1e-5)
     assert scene_up(views([(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)])) == (0.0, 1.0, 0.0)  # no consensus
+
+
+def test_nerf_rbf_places_kernels_on_the_object_after_warmup(tmp_path):
+    import torch
+
+    root = spot_blender_dataset(tmp_path / "spot", n_train=6, n_test=1, size=24)
+    cfg = get_preset("spot-nerf")
+    cfg.data.path = str(root)
+    cfg.data.batch_rays = 512
+    cfg.model.encoding = type(cfg.model.encoding)(num_levels=6, log2_hashmap_size=12,
+                                                  base_resolution=8, max_resolution=64)
+    cfg.model.encoding_type = "rbf"
+    cfg.model.rbf.n_kernels, cfg.model.rbf.warmup_steps = 64, 60
+    cfg.model.rbf.placement_resolution = 24
+    cfg.render.samples_per_ray, cfg.render.occupancy_res = 64, 16
+    cfg.trainer.steps = 90
+    torch.manual_seed(0)
+    from app.run import build_task
+
+    placeholder = build_task(cfg, torch.device("cpu")).field.appearance.centres.clone()
+    task, _ = train(cfg, tmp_path / "run", progress=False, log=lambda m: None)
+    app = task.field.appearance
+    assert not torch.equal(app.centres, placeholder)  # placed at step 60
+    # Kernels sit where the field has density (the object), not in the empty box.
+    with torch.no_grad():
+        at_centres = task.field.density(app.centres).mean()
+        anywhere = task.field.density(torch.rand(4096, 3) * 3.0 - 1.5).mean()
+    assert float(at_centres) > 5.0 * float(anywhere)
+    assert float(app.features.detach().abs().max()) > 1e-3  # and they learn
+    run = load_run(tmp_path / "run")
+    cam = Camera.orbit(20, 20, 3.2, width=16, height=12)
+    assert torch.equal(run.task.field.appearance.centres, app.centres)
+    assert np.allclose(run.render(cam, "rgb"), task.render(cam, "rgb"), atol=1e-5)
