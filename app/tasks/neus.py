@@ -39,7 +39,12 @@ from torch import Tensor, nn
 
 from app.config import ExperimentConfig
 from app.tasks.base import Task
-from app.tasks.surfaces import compare_to_reference, export_surface, in_source_units
+from app.tasks.surfaces import (
+    MeshExportConfig,
+    compare_to_reference,
+    export_surface,
+    in_source_units,
+)
 from app.tasks.views import (
     SPOT_DATASET,
     MultiViewDataConfig,
@@ -64,7 +69,7 @@ from renderer.slice import render_slice
 from renderer.volume import accumulate, neus_alpha, weights_from_alpha
 
 __all__ = ["NeuSDataConfig", "NeuSModelConfig", "NeuSLossConfig", "NeuSRenderConfig",
-           "NeuSExportConfig", "NeuSExperiment", "NeuSTask"]
+           "NeuSExperiment", "NeuSTask"]
 
 
 @dataclass
@@ -140,16 +145,6 @@ class NeuSRenderConfig:
 
 
 @dataclass
-class NeuSExportConfig:
-    """Mesh export defaults."""
-
-    resolution: int = 256
-    """Marching-cubes grid points per axis."""
-    method: str = "coarse_to_fine"
-    """``coarse_to_fine`` or ``dense``."""
-
-
-@dataclass
 class NeuSExperiment(ExperimentConfig):
     """Reconstruct a surface from posed images with NeuS."""
 
@@ -158,7 +153,7 @@ class NeuSExperiment(ExperimentConfig):
     model: NeuSModelConfig = field(default_factory=NeuSModelConfig)
     loss: NeuSLossConfig = field(default_factory=NeuSLossConfig)
     render: NeuSRenderConfig = field(default_factory=NeuSRenderConfig)
-    export: NeuSExportConfig = field(default_factory=NeuSExportConfig)
+    export: MeshExportConfig = field(default_factory=MeshExportConfig)
 
 
 @dataclass

@@ -25,7 +25,12 @@ from torch import Tensor
 from app.config import ExperimentConfig
 from app.paths import resolve_input
 from app.tasks.base import Task
-from app.tasks.surfaces import compare_to_reference, export_surface, in_source_units
+from app.tasks.surfaces import (
+    MeshExportConfig,
+    compare_to_reference,
+    export_surface,
+    in_source_units,
+)
 from datasets.meshes import Normalization, load_mesh, normalize_mesh, warn_if_open
 from datasets.sdf_samples import MeshDistance, sample_sdf
 from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
@@ -104,16 +109,6 @@ class SDFModelConfig:
     500 steps: Chamfer-L1 0.0007 without vs 0.0073 with; see docs/benchmarks.md)."""
     init_radius: float = 0.5
     """Radius of the sphere the untrained field represents (with ``geometric_init``)."""
-
-
-@dataclass
-class MeshExportConfig:
-    """Defaults of ``fields-app export`` / ``eval``."""
-
-    resolution: int = 256
-    """Marching-cubes grid points per axis."""
-    method: str = "coarse_to_fine"
-    """``coarse_to_fine`` (evaluates only near the surface) or ``dense``."""
 
 
 @dataclass

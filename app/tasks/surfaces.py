@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,17 @@ from datasets.errors import DataWarning
 from datasets.meshes import Normalization, load_mesh
 from renderer.meshing import MeshResult, export_mesh
 
-__all__ = ["in_source_units", "export_surface", "compare_to_reference"]
+__all__ = ["MeshExportConfig", "in_source_units", "export_surface", "compare_to_reference"]
+
+
+@dataclass
+class MeshExportConfig:
+    """Defaults of ``fields-app export`` / ``eval``."""
+
+    resolution: int = 256
+    """Marching-cubes grid points per axis."""
+    method: str = "coarse_to_fine"
+    """``coarse_to_fine`` (evaluates only near the surface) or ``dense``."""
 
 
 def in_source_units(result: MeshResult, normalization: Normalization | None) -> trimesh.Trimesh:
