@@ -19,7 +19,7 @@ from torch import Tensor
 
 from datasets.errors import DataError
 
-__all__ = ["load_image", "pixel_coordinates", "stratified_pixels", "coordinates_to_pixels"]
+__all__ = ["load_image", "pixel_coordinates", "stratified_pixels"]
 
 _FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".hdr")
 
@@ -81,14 +81,6 @@ def pixel_coordinates(height: int, width: int) -> Float[Tensor, "HW 2"]:
     ys = 1.0 - (torch.arange(height, dtype=torch.float32) + 0.5) * (2.0 / height)
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([xx, yy], dim=-1).reshape(-1, 2)
-
-
-def coordinates_to_pixels(x: Float[Tensor, "N 2"], height: int, width: int
-                          ) -> Float[Tensor, "N 2"]:
-    """Inverse of :func:`pixel_coordinates` as continuous ``(row, column)`` positions."""
-    col = (x[:, 0] + 1.0) * (width / 2.0) - 0.5
-    row = (1.0 - x[:, 1]) * (height / 2.0) - 0.5
-    return torch.stack([row, col], dim=-1)
 
 
 def stratified_pixels(height: int, width: int, n: int, generator: torch.Generator | None = None,

@@ -361,6 +361,7 @@ class ViewerController:
         self._loaded_step = step
         self._saved_step = step
         self.history.clear()
+        self.last_scalars: dict[str, float] = {}
         if self.task_kind != task.kind:  # a new kind of task: its own first mode and background
             self.render.mode = task.render_modes[0]
             data = getattr(cfg, "data", None)

@@ -52,6 +52,7 @@ class ViewerWindow:
         self._shown_version = -1
         self._drag: dict[int, tuple[float, float] | None] = {}
         self._last_slow = 0.0
+        self._last_properties = 0.0
         self._task_id: int | None = None
         self._message_count = -1
         self.frame_times: list[float] = []
@@ -107,6 +108,10 @@ class ViewerWindow:
                                width=200)
             dpg.add_button(label="Load preset", callback=lambda: ctl.load(
                 dpg.get_value("preset"), dpg.get_value("data_path")))
+            with dpg.group(horizontal=True):
+                dpg.add_input_text(tag="run_path", hint="run directory", width=200)
+                dpg.add_button(label="Open run", callback=lambda: ctl.open_run(
+                    dpg.get_value("run_path")))
             with dpg.group(horizontal=True):
                 dpg.add_button(label="Start", tag="btn_start", callback=lambda: ctl.start())
                 dpg.add_button(label="Pause", tag="btn_pause", callback=lambda: ctl.pause())
@@ -292,7 +297,7 @@ class ViewerWindow:
         dpg.set_value("status", _text(f"{ctl.preset} | {status}"))
         dpg.configure_item("status", color=ERROR_COLOUR if status.startswith("error")
                            else (255, 255, 255))
-        scalars = getattr(ctl, "last_scalars", {}) if ctl.trainer is not None else {}
+        scalars = ctl.last_scalars
         lines = [f"step {ctl.step} / {ctl.total_steps}   "
                  f"{ctl.stats['steps_per_s']:.1f} steps/s   "
                  f"{'training' if ctl.training else 'paused'}"]
@@ -340,7 +345,9 @@ class ViewerWindow:
             e = ctl.last_export
             dpg.set_value("export_text", _text(f"{e['path']}\n{e['vertices']:,} vertices, "
                           f"{e['faces']:,} faces, {e['seconds']} s"))
-        self._update_properties()
+        if time.perf_counter() - self._last_properties > 1.0:  # task.properties() costs more
+            self._update_properties()
+            self._last_properties = time.perf_counter()
         self._update_messages()
 
     def _update_properties(self) -> None:

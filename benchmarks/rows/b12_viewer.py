@@ -1,17 +1,19 @@
 """B12 — the viewer while ``spot-sdf`` trains: UI frame time and training speed.
 
-Three runs of the same preset, each in its own subprocess on a private Xvfb display (2 torch
-threads, the harness's setting):
+Five runs of the same preset, each in its own subprocess (the viewer ones on a private Xvfb
+display; torch's default threads, 2 on the benchmark machine):
 
 - headless: ``Trainer.train_step`` in a loop, no window — the reference steps/s;
 - ours: the real window (``app.viewer.window.ViewerWindow``) with the engine thread training and
-  rendering beside the UI thread, 60 fps UI cap; once with the camera resting and once orbiting
-  (3 px of drag every UI frame, as a user turning the model);
+  rendering beside the UI thread (10 fps idle, 60 fps on input); once with the camera resting
+  and once orbiting (3 px of drag every UI frame, as a user turning the model);
 - peer, torch-ngp's GUI loop (``nerf/gui.py``): one thread does everything each frame — 16
   training steps, then a render at a dynamic resolution (downscale in [1/4, 1] chosen so that the
-  render takes ≤ 200 ms, its rule), then the UI frame — in the same window, at the same view size.
+  render takes ≤ 200 ms, its rule), then the UI frame — in the same window, at the same view size;
+  resting and orbiting too.
 
-Measured after the data is loaded and the first frame is shown: UI frame interval p50/p95 (ms),
+Measured after the data is loaded and the first frame is shown: UI frame time (the UI thread's
+work per frame) and frame interval p50/p95 (ms),
 training steps/s and its ratio to headless, field-render ms per frame and its resolution. The
 field renders at an adaptive resolution: ``ms/frame`` is for the frames actually rendered.
 """

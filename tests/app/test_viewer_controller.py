@@ -232,3 +232,11 @@ def test_open_saved_run_and_snap_without_views(ctl, tmp_path):
     opened.snap_to_view(0)  # an sdf task has no dataset views: a message, no exception
     assert "no dataset views" in opened.messages[-1]
     opened.close(save=False)
+    # The Open-run action switches a running viewer to the saved run (a bad path: a message).
+    other = ViewerController("spot-sdf", config=_tiny_sdf(), out=tmp_path / "other",
+                             view_size=(24, 24))
+    other.open_run(str(tmp_path / "nowhere"))
+    assert "open run failed" in other.messages[-1]
+    other.open_run(str(ctl.run_dir))
+    assert other.run_dir == ctl.run_dir and other.step == 5 and other.history.steps == [2.0, 4.0]
+    other.close(save=False)
