@@ -1,8 +1,10 @@
 """``fields-app``: train, export, render and evaluate neural fields from the command line.
 
     fields-app train PRESET [--data PATH] [--steps N] [--out RUN_DIR] [--device cpu|cuda|auto]
-                            [--encoding hashgrid|rbf|fourier|siren] [--quantize R] [--restart]
-                            [--section.field VALUE ...]
+                            [--encoding hashgrid|rbf|fourier|siren] [--fresh] [--quantize R]
+                            [--restart] [--section.field VALUE ...]
+    fields-app fresh PRESET [--data PATH] [--encoding fourier|siren|hashgrid] [--inits N]
+                            [--size S] [--json FILE]
     fields-app export RUN_DIR --out FILE.ply|FILE.obj [--resolution R]
     fields-app render RUN_DIR --out FILE.png|FILE.mp4 [--mode shaded|normals|depth]
                               [--frames K] [--size WxH]
@@ -71,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(neus presets; 25600 is the official setting)")
     t.add_argument("--encoding", choices=["hashgrid", "rbf", "fourier", "siren"],
                    help="the field's encoding (image presets: all four; default: the preset's)")
+    t.add_argument("--fresh", action="store_true",
+                   help="FreSh: choose the encoding's frequency hyper-parameter (fourier σ, siren "
+                   "ω₀, hashgrid finest resolution) from spectra at initialisation before "
+                   "training (image presets); the choice is saved in config.json")
     t.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--help-config", action="store_true", help="list every config override")
@@ -108,6 +114,22 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--samples", type=_positive_int, default=100_000,
                    help="surface samples per mesh (default 100000)")
     v.add_argument("--json-out", help="also write the JSON here")
+
+    f = sub.add_parser("fresh", parents=[common],
+                       help="FreSh: score frequency hyper-parameters on untrained fields",
+                       description="FreSh (Kania et al., ICLR 2025): for each candidate value of "
+                       "the encoding's frequency hyper-parameter, compare the spectrum of the "
+                       "untrained field with the image's; print value, mean W1 and standard "
+                       "error per candidate, then the chosen value. Image presets only.")
+    f.add_argument("preset", help="preset name (an image preset, e.g. astronaut-image)")
+    f.add_argument("--data", help="the image (default: the preset's)")
+    f.add_argument("--encoding", choices=["fourier", "siren", "hashgrid"],
+                   help="the field whose hyper-parameter is tuned (default: the preset's)")
+    f.add_argument("--inits", type=_positive_int, default=None,
+                   help="untrained fields per candidate (default 10)")
+    f.add_argument("--size", type=_positive_int, default=None,
+                   help="S, spectrum bins compared (default 64)")
+    f.add_argument("--json", help="also write the table and both spectra here")
 
     sub.add_parser("presets", parents=[common], help="list the presets")
     for name in ("view", "viewer"):
@@ -174,6 +196,11 @@ def _cmd_train(args, extra: list[str]) -> int:
             raise ValueError(f"--encoding {args.encoding}: the {cfg.task} task takes "
                              + ("hashgrid or rbf" if hasattr(model, "encoding_type") else
                                 "no --encoding"))
+    if args.fresh:
+        if not hasattr(getattr(cfg, "model", None), "fresh"):
+            raise ValueError(f"--fresh: the {cfg.task} task has no FreSh search (image presets "
+                             "have)")
+        cfg.model.fresh = True
     if args.steps is not None:
         cfg.trainer.steps = args.steps
     if args.device is not None:
@@ -189,8 +216,52 @@ def _cmd_train(args, extra: list[str]) -> int:
     }))
     if result.interrupted:
         return 130
-    print(f"next: fields-app export {out} --out {out}/mesh.ply   |   "
-          f"fields-app render {out} --out {out}/turntable.mp4", file=sys.stderr)
+    from app.tasks.base import Task
+
+    hints = []
+    if type(task).export is not Task.export:  # the task exports meshes
+        hints.append(f"fields-app export {out} --out {out}/mesh.ply")
+    if task.kind == "image":
+        hints += [f"fields-app render {out} --out {out}/fit.png --mode rgb|error|centres",
+                  f"fields-app eval {out}"]
+    else:
+        hints.append(f"fields-app render {out} --out {out}/turntable.mp4")
+    print("next: " + "   |   ".join(hints), file=sys.stderr)
+    return 0
+
+
+def _cmd_fresh(args) -> int:
+    from app.config import save_json_atomic
+    from app.presets import get_preset
+    from app.run import resolve_device
+    from app.tasks.image import ImageExperiment, image_fresh_search, read_image
+
+    cfg = get_preset(args.preset)
+    if not isinstance(cfg, ImageExperiment):
+        raise ValueError(f"fresh: preset {args.preset!r} is a {cfg.task!r} task; FreSh "
+                         "supports image presets only so far (e.g. astronaut-image)")
+    if args.data is not None:
+        cfg.data.path = args.data
+    if args.encoding is not None:
+        cfg.model.encoding = args.encoding
+    image, path = read_image(cfg.data)
+    device = resolve_device(args.device or cfg.device)
+    h, w = image.shape[:2]
+    inits = args.inits or cfg.model.fresh_inits
+    size = args.size or cfg.model.fresh_size
+    print(f"FreSh on {path} ({h}×{w}), {cfg.model.encoding}: S = {size}, {inits} untrained "
+          "fields per candidate; columns: value, mean W1, standard error", file=sys.stderr)
+    result = image_fresh_search(cfg, image, device=device, inits=inits, size=size,
+                                log=lambda line: print(f"fresh: {line}", file=sys.stderr,
+                                                       flush=True))
+    print(f"fresh: {len(result.candidates)} candidates × {inits} fields in "
+          f"{result.seconds:.1f} s", file=sys.stderr)
+    for value, mean, se in result.rows():
+        print(f"{value:>8g}  {mean:.4f}  {se:.4f}")
+    if args.json:
+        save_json_atomic(Path(args.json), {"preset": args.preset, "image": str(path),
+                                           "encoding": cfg.model.encoding, **result.to_dict()})
+    print(f"chosen {result.hyperparameter} = {result.chosen:g}")
     return 0
 
 
@@ -327,7 +398,7 @@ def _dispatch(parser, args, argv, extra) -> int:
         if args.command == "train":
             return _cmd_train(args, extra)
         return {"export": _cmd_export, "render": _cmd_render, "eval": _cmd_eval,
-                "presets": _cmd_presets, "viewer": _cmd_viewer,
+                "fresh": _cmd_fresh, "presets": _cmd_presets, "viewer": _cmd_viewer,
                 "view": _cmd_viewer}[args.command](args)
     except KeyboardInterrupt:
         print("fields-app: interrupted", file=sys.stderr)

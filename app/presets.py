@@ -88,7 +88,8 @@ PRESETS: dict[str, Preset] = {
         Preset("dtu-neus", "NeuS surface of DTU scan 24 (../shared subset, 1/8 size)",
                _dtu_neus),
         Preset("astronaut-image", "2-D image field of the shipped 512² astronaut "
-               "(--encoding hashgrid|rbf|fourier|siren)", _astronaut_image),
+               "(--encoding hashgrid|rbf|fourier|siren); ~3–4 min on 2 CPU cores",
+               _astronaut_image),
     )
 }
 DEFAULT_PRESET = "spot-sdf"

@@ -6,11 +6,16 @@
 
 Variants (all from the ``astronaut-image`` preset's config, same seed, batch, lr schedule):
 
-- ``hashgrid``: 16-level hash grid (2 features, 2^12 rows) → ReLU MLP 64×2 — the budget;
-- ``rbf``: NeuRBF sized to that budget (``n_kernels = 0``): dense grid (16², 64²) + ``ivq_a``
-  RBFs from gradient-weighted k-means, k = 4, F = 32, MSC [2⁻³, 2¹²], feature MSC [1, 1000];
+- ``hashgrid``: the paper's Instant-NGP image reference — 16 levels × 2 features from 16 to
+  half the image's longer side, 2^24 rows (no collisions) → ReLU MLP 64×2 — the budget;
+- ``rbf``: NeuRBF sized to that budget (``n_kernels = 0``): dense grid (16², (side/2)²) +
+  ``ivq_a`` RBFs from gradient-weighted k-means (α = 1), k = 4, F = 32, MSC [2⁻³, 2¹²], the
+  preset's feature MSC;
 - ``rbf-no-msc``: no sinusoidal composition anywhere (m = 1, no sine; paper Table 5 "w/o MSC");
-- ``rbf-lattice``: kernels on a regular lattice instead of k-means ("w/o adaptive RBF" init).
+- ``rbf-no-rbf-msc`` / ``rbf-no-feature-msc``: only one of the two compositions removed;
+- ``rbf-lattice``: kernels on a regular lattice instead of k-means ("w/o adaptive RBF" init);
+- ``rbf-wrandom``: centres drawn by gradient-weighted sampling without Lloyd iterations;
+- ``fourier`` / ``siren``: the other encodings of the image task, at their own sizes.
 
 Each run reports PSNR / SSIM on the image's own pixel lattice, parameter count (frozen RBF centres
 and shapes included) and training seconds.
@@ -25,7 +30,8 @@ import torch
 
 from benchmarks.studies import record
 
-VARIANTS = ("hashgrid", "rbf", "rbf-no-msc", "rbf-lattice", "fourier", "siren")
+VARIANTS = ("hashgrid", "rbf", "rbf-no-msc", "rbf-no-rbf-msc", "rbf-no-feature-msc",
+            "rbf-lattice", "rbf-wrandom", "fourier", "siren")
 
 
 def configure(variant: str, image: str, steps: int, crop: int):
@@ -34,10 +40,14 @@ def configure(variant: str, image: str, steps: int, crop: int):
     cfg = get_preset("astronaut-image")
     cfg.data.path = image
     cfg.trainer.steps = steps
+    cfg.data.crop = crop
     cfg.model.encoding = "hashgrid" if variant == "hashgrid" else variant.split("-")[0]
-    if variant == "rbf-no-msc":
+    if variant in ("rbf-no-msc", "rbf-no-rbf-msc"):
         cfg.model.rbf.msc = (0.0, 0.0)
+    if variant in ("rbf-no-msc", "rbf-no-feature-msc"):
         cfg.model.rbf.feature_msc = (0.0, 0.0)
+    if variant == "rbf-wrandom":
+        cfg.model.rbf.kmeans_iters = 0
     if variant == "rbf-lattice":
         cfg.model.rbf.adaptive = False
     return cfg
@@ -48,25 +58,12 @@ def run_one(variant: str, image: str, steps: int, crop: int) -> dict:
     from benchmarks.studies import fitted_task
 
     cfg = configure(variant, image, steps, crop)
-    task, times = fitted_task(cfg, prepare=(lambda t: _center_crop(t, crop)) if crop else None)
+    task, times = fitted_task(cfg)
     m = task.evaluate()
     return {"variant": variant, "image": Path(image).name, "steps": steps,
             "psnr": round(m["psnr"], 3), "ssim": round(m["ssim"], 4),
             "parameters": count_parameters(task.model), "train_seconds": times["train_seconds"],
             "size": m["size"]}
-
-
-def _center_crop(task, crop: int) -> None:
-    """Centre-crop the loaded image to ``crop``² (the paper's 256² Kodak comparison)."""
-    from datasets.images import pixel_coordinates
-
-    h, w = task.image.shape[:2]
-    top, left = (h - crop) // 2, (w - crop) // 2
-    task.image = task.image[top:top + crop, left:left + crop].contiguous()
-    task.coords = pixel_coordinates(crop, crop)
-    task._target = task.image.reshape(-1, 3)
-    if task.config.model.encoding == "rbf":
-        task._init_rbf()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--variants", default="hashgrid,rbf")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     images = ([f"../shared/data/images/kodak/kodim{i:02d}.png" for i in range(1, 13)]
               if args.kodak else args.images.split(","))
     variants = args.variants.split(",")

@@ -27,6 +27,7 @@ ROWS = {
     "B7": "benchmarks.rows.b7_sdf_samples",
     "B8": "benchmarks.rows.b8_meshing",
     "B9": "benchmarks.rows.b9_fit_sdf",
+    "B10": "benchmarks.rows.b10_image",
     "B11": "benchmarks.rows.b11_tiny_nerf",
     "B12": "benchmarks.rows.b12_viewer",
 }

@@ -149,6 +149,14 @@ class Siren(nn.Module):
     First layer ``W ~ U(−1/in, 1/in)``; later layers ``W ~ U(−√(6/in)/ω₀, √(6/in)/ω₀)``; each
     hidden layer computes ``sin(ω₀ (Wx + b))``; the last layer is linear.
 
+    Args:
+        in_dim, out_dim: input and output widths.
+        hidden_dim, num_hidden_layers: width and number of the sine layers.
+        omega0: ω of the hidden sine layers (also in their init bound); 30 in the paper.
+        omega0_first: ω₀ of the first layer only (default ``omega0``): the frequency knob
+            FreSh tunes (Kania et al., ICLR 2025; see ``fields.fresh``). The first layer's init
+            does not depend on it, so it only scales the input frequencies.
+
     Example:
         >>> net = Siren(2, 3, hidden_dim=32, num_hidden_layers=2)
         >>> net(torch.rand(5, 2)).shape

@@ -10,6 +10,10 @@ Recipe, top to bottom:
    ``fourier`` (random Fourier features → MLP) or ``siren`` (sine MLP);
    ``rbf`` sizes itself to the parameter count of the ``hashgrid`` model of the same config
    (``model.rbf.budget``), so comparisons are at equal parameters;
+   with ``model.fresh`` the frequency hyper-parameter of ``fourier`` (``fourier_scale``),
+   ``siren`` (``siren_omega0``) or ``hashgrid`` (``hashgrid.max_resolution``) is first chosen by
+   FreSh (``fields.fresh``: the untrained models' spectra against the image's), written into the
+   config, and the field rebuilt with it;
 3. loss: MSE on a stratified batch of pixels (one random pixel per block);
 4. metrics: PSNR / SSIM of the clipped prediction on the pixel lattice;
 5. render at any size (letter-boxed), the error, or the RBF centres over the fit.
@@ -17,8 +21,12 @@ Recipe, top to bottom:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,17 +36,30 @@ from torch import Tensor, nn
 from app.config import ExperimentConfig
 from app.paths import resolve_input
 from app.tasks.base import Task
+from datasets.errors import DataError
 from datasets.images import load_image, pixel_coordinates, stratified_pixels
 from fields.encodings.frequency import RandomFourierFeatures
 from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
+from fields.fresh import (
+    FOURIER_SIGMA_CANDIDATES,
+    SIREN_OMEGA0_CANDIDATES,
+    FreshResult,
+    fresh_search,
+    hashgrid_candidates,
+)
 from fields.networks import MLP, Siren
 from renderer.cameras import Camera
 from renderer.shading import heatmap
 
 __all__ = ["ImageDataConfig", "ImageModelConfig", "RBFConfig", "ImageExperiment", "ImageTask",
-           "ENCODINGS"]
+           "ENCODINGS", "FRESH_HYPERPARAMETERS", "FRESH_RECORD_KEYS", "image_fresh_search",
+           "make_fresh_record", "check_fresh_record"]
 
 ENCODINGS = ("hashgrid", "rbf", "fourier", "siren")
+
+FRESH_HYPERPARAMETERS = {"fourier": "fourier_scale", "siren": "siren_omega0",
+                         "hashgrid": "hashgrid.max_resolution"}
+"""The config field FreSh tunes for each encoding (``model.…``; ``rbf`` has none)."""
 
 
 @dataclass
@@ -49,6 +70,9 @@ class ImageDataConfig:
     """Image file (PNG, JPG, BMP, TIFF; EXR/HDR with an imageio plugin)."""
     max_side: int = 0
     """Shrink (integer box filter) until the longer side is at most this; 0 keeps the size."""
+    crop: int = 0
+    """Centre-crop to ``crop × crop`` pixels after shrinking (the paper's 256² Kodak
+    protocol); 0 keeps the whole image."""
     batch_pixels: int = 1 << 16
     """Pixels per step (stratified: one random pixel per block)."""
 
@@ -69,13 +93,15 @@ class RBFConfig:
     """[m_l, m_h] of the sinusoidal composition of kernel responses; (0, 0) turns it off."""
     feature_msc: tuple[float, float] = (1.0, 1000.0)
     """Range of the decoder's feature MSC frequencies; (0, 0) turns it off."""
-    kmeans_alpha: float = 0.5
-    """Shape scale α of the weighted k-means (Σ = covariance / α)."""
+    kmeans_alpha: float = 1.0
+    """Shape scale α of the weighted k-means (Σ = covariance / α; the official image config
+    uses 1)."""
     kmeans_iters: int = 10
     adaptive: bool = True
     """Centres by gradient-weighted k-means; False = a regular lattice (the ablation)."""
-    grid_resolutions: tuple[int, ...] = (16, 64)
-    """Resolutions of the dense 2-D grid part (2 features per level)."""
+    grid_resolutions: tuple[int, ...] = (16, 0)
+    """Resolutions of the dense 2-D grid part (2 features per level); 0 = half the image's
+    longer side (the paper's finest level)."""
 
 
 @dataclass
@@ -87,13 +113,26 @@ class ImageModelConfig:
     hidden_dim: int = 64
     num_hidden_layers: int = 2
     hashgrid: HashGridConfig = field(default_factory=lambda: HashGridConfig(
-        num_levels=16, features_per_level=2, log2_hashmap_size=12, base_resolution=16,
-        max_resolution=512))
+        num_levels=16, features_per_level=2, log2_hashmap_size=24, base_resolution=16,
+        max_resolution=0))
+    """The Instant-NGP image reference of the NeuRBF paper (16 levels × 2 features from 16 to
+    half the image's longer side; ``2^24`` rows, so no level collides); ``max_resolution = 0``
+    means half the longer side. It also sets the ``rbf`` parameter budget."""
     rbf: RBFConfig = field(default_factory=RBFConfig)
     fourier_features: int = 256
     fourier_scale: float = 10.0
+    """σ of the Gaussian Fourier features ``B ~ N(0, σ²)``, used as ``sin(2πBx)``."""
     siren_hidden: int = 256
     siren_layers: int = 3
+    siren_omega0: float = 30.0
+    """SIREN's first-layer ω₀ (hidden layers keep ω = 30)."""
+    fresh: bool = False
+    """Choose ``fourier_scale``, ``siren_omega0`` or ``hashgrid.max_resolution`` with FreSh
+    before training (the chosen value replaces the configured one in the saved config)."""
+    fresh_inits: int = 10
+    """FreSh: untrained models per candidate."""
+    fresh_size: int = 64
+    """FreSh: S, spectrum bins compared (the paper's image setting)."""
 
 
 @dataclass
@@ -122,6 +161,170 @@ def hashgrid_model(cfg: ImageModelConfig, channels: int) -> nn.Module:
                        channels, cfg.hidden_dim, cfg.num_hidden_layers)
 
 
+def frequency_model(cfg: ImageModelConfig, channels: int, seed: int = 0) -> nn.Module:
+    """The ``hashgrid``, ``fourier`` or ``siren`` field of ``cfg`` (``seed`` draws the Fourier
+    matrix; everything else draws from the global torch RNG)."""
+    if cfg.encoding == "hashgrid":
+        return hashgrid_model(cfg, channels)
+    if cfg.encoding == "fourier":
+        return _EncodedMLP(RandomFourierFeatures(2, cfg.fourier_features, cfg.fourier_scale,
+                                                 seed=seed),
+                           channels, cfg.hidden_dim, cfg.num_hidden_layers)
+    if cfg.encoding == "siren":
+        return Siren(2, channels, cfg.siren_hidden, cfg.siren_layers, omega0=30.0,
+                     omega0_first=cfg.siren_omega0)
+    raise ValueError(f"model.encoding {cfg.encoding!r} is not a hashgrid, fourier or siren field")
+
+
+def with_fresh_value(cfg: ImageModelConfig, value: float) -> ImageModelConfig:
+    """A copy of ``cfg`` whose FreSh hyper-parameter (:data:`FRESH_HYPERPARAMETERS`) is
+    ``value`` (rounded to an integer for the hash grid's finest resolution)."""
+    if cfg.encoding == "fourier":
+        return dataclasses.replace(cfg, fourier_scale=float(value))
+    if cfg.encoding == "siren":
+        return dataclasses.replace(cfg, siren_omega0=float(value))
+    if cfg.encoding == "hashgrid":  # HashGridConfig is frozen: replace, never assign
+        return dataclasses.replace(cfg, hashgrid=dataclasses.replace(
+            cfg.hashgrid, max_resolution=int(round(value))))
+    tuned = ", ".join(f"{e} ({p})" for e, p in FRESH_HYPERPARAMETERS.items())
+    raise ValueError(f"FreSh tunes {tuned}; model.encoding {cfg.encoding!r} has no frequency "
+                     "hyper-parameter")
+
+
+def fresh_candidates(cfg: ImageModelConfig, height: int, width: int) -> tuple[float, ...]:
+    """The values FreSh tries: SIREN ω₀ ∈ {10, …, 200}, Fourier σ ∈ {1, …, 20} (the paper's
+    lists) or hash-grid finest resolutions 32 … 2·max(H, W) in half-octave steps."""
+    if cfg.encoding == "fourier":
+        return FOURIER_SIGMA_CANDIDATES
+    if cfg.encoding == "siren":
+        return SIREN_OMEGA0_CANDIDATES
+    if cfg.encoding == "hashgrid":
+        return tuple(float(r) for r in hashgrid_candidates(max(height, width),
+                                                           cfg.hashgrid.base_resolution))
+    with_fresh_value(cfg, 0.0)  # raises the error that names the supported encodings
+    raise AssertionError("unreachable")
+
+
+def read_image(data: ImageDataConfig) -> tuple[Tensor, Path]:
+    """The configured image as ``[H, W, 3]`` in ``[0, 1]`` (grey repeated), and its path."""
+    path = resolve_input(data.path)
+    img = load_image(path, data.max_side or None)
+    if data.crop > 0:
+        h, w = img.shape[:2]
+        if data.crop > min(h, w):
+            raise DataError(path, f"data.crop={data.crop} is larger than the image ({w}×{h})")
+        top, left = (h - data.crop) // 2, (w - data.crop) // 2
+        img = img[top:top + data.crop, left:left + data.crop].contiguous()
+    if img.shape[2] == 1:
+        img = img.expand(-1, -1, 3).contiguous()
+    return img, path
+
+
+def image_fresh_search(
+    cfg: ImageExperiment,
+    image: Tensor | None = None,
+    coords: Tensor | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    candidates: tuple[float, ...] | None = None,
+    inits: int | None = None,
+    size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FreshResult:
+    """FreSh (Kania et al., ICLR 2025) for the image task: score each candidate value of the
+    configured encoding's frequency hyper-parameter by the spectrum of its untrained field on
+    the image's pixel centres (the coordinates training uses), and return the search
+    (``result.chosen`` is the value to train with; nothing in ``cfg`` changes).
+
+    Args:
+        cfg: the experiment (its ``model.encoding`` decides what is tuned; ``trainer.seed`` is
+            the first of the ``inits`` seeds, so the trained field is one of those scored).
+        image: ``[H, W, C]`` in ``[0, 1]``; default: read ``cfg.data``.
+        coords: ``[H·W, 2]`` pixel centres; default: ``pixel_coordinates(H, W)``.
+        device: where the untrained fields run.
+        candidates, inits, size: override :func:`fresh_candidates`, ``model.fresh_inits`` and
+            ``model.fresh_size``.
+        log: gets one line per candidate.
+
+    Raises:
+        ValueError: the encoding has no frequency hyper-parameter (``rbf``), the hash grid's
+            ``per_level_scale`` is fixed (``max_resolution`` would do nothing), ``size`` is too
+            large for the image, or the image is constant.
+    """
+    m = cfg.model
+    name = FRESH_HYPERPARAMETERS.get(m.encoding)
+    if name is None:
+        with_fresh_value(m, 0.0)  # the error naming the supported encodings
+    if m.encoding == "hashgrid" and m.hashgrid.per_level_scale is not None:
+        raise ValueError("FreSh tunes model.hashgrid.max_resolution, which a fixed "
+                         f"model.hashgrid.per_level_scale={m.hashgrid.per_level_scale} overrides; "
+                         "set per_level_scale to None")
+    if image is None:
+        image, _ = read_image(cfg.data)
+    h, w = int(image.shape[0]), int(image.shape[1])
+    if coords is None:
+        coords = pixel_coordinates(h, w)
+    channels = 3
+
+    def make(value: float, seed: int) -> nn.Module:
+        return frequency_model(with_fresh_value(m, value), channels, seed)
+
+    return fresh_search(
+        make, coords.to(device), image.to(device),
+        candidates if candidates is not None else fresh_candidates(m, h, w),
+        inits=m.fresh_inits if inits is None else inits,
+        size=m.fresh_size if size is None else size,
+        seed=cfg.trainer.seed, hyperparameter=name, log=log)
+
+
+FRESH_RECORD_KEYS = ("hyperparameter", "candidates", "mean_w1", "std_error", "chosen", "size",
+                     "inits", "seed", "seconds", "target_spectrum", "model_spectrum")
+"""What :func:`make_fresh_record` keeps of a FreSh search (the per-seed distances are left out)."""
+
+
+def make_fresh_record(result: FreshResult) -> dict[str, Any]:
+    """A compact, JSON-able record of a FreSh search, as the image task saves it in every
+    checkpoint's meta: the hyper-parameter's name, ``candidates``, ``mean_w1`` and ``std_error``
+    per candidate, the ``chosen`` value, ``size`` (S), ``inits``, the first ``seed``,
+    ``seconds``, and two spectra normalised to sum 1: ``target_spectrum`` (the image's) and
+    ``model_spectrum`` (the chosen candidate's untrained fields, averaged over the seeds).
+
+    Example:
+        >>> f64 = torch.float64
+        >>> r = FreshResult("siren_omega0", (10.0, 20.0), torch.tensor([[0.5], [0.2]], dtype=f64),
+        ...                 torch.tensor([0.5, 0.5], dtype=f64),
+        ...                 torch.tensor([[1.0, 0.0], [0.25, 0.75]], dtype=f64), 0, 1.5)
+        >>> rec = make_fresh_record(r)
+        >>> rec["chosen"], rec["model_spectrum"], sorted(rec) == sorted(FRESH_RECORD_KEYS)
+        (20.0, [0.25, 0.75], True)
+    """
+    d = result.to_dict()
+    return {k: d[k] for k in FRESH_RECORD_KEYS}
+
+
+def check_fresh_record(record: Any) -> dict[str, Any]:
+    """``record`` if it is a FreSh record as :func:`make_fresh_record` writes it (every key
+    present, per-candidate lists as long as ``candidates``, both spectra ``size`` long), else a
+    :class:`ValueError` that says what is wrong (a checkpoint written by other code)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"checkpoint meta 'fresh' must be a dict, got {type(record).__name__}")
+    missing = [k for k in FRESH_RECORD_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"checkpoint meta 'fresh' lacks {', '.join(missing)}")
+    lists = ("candidates", "mean_w1", "std_error", "target_spectrum", "model_spectrum")
+    bad = [key for key in lists if not isinstance(record[key], list)]
+    if bad or not isinstance(record["size"], int):
+        raise ValueError(f"checkpoint meta 'fresh': {', '.join(bad) or 'size'} has the wrong "
+                         "type (lists of numbers and an integer size expected)")
+    k, s = len(record["candidates"]), record["size"]
+    for key, n in (("mean_w1", k), ("std_error", k), ("target_spectrum", s),
+                   ("model_spectrum", s)):
+        if len(record[key]) != n:
+            raise ValueError(f"checkpoint meta 'fresh': {key} has {len(record[key])} entries, "
+                             f"expected {n}")
+    return record
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters plus frozen buffers that are part of the representation (NeuRBF's
     centres and shapes count, as in the paper's budgets)."""
@@ -143,25 +346,39 @@ class ImageTask(Task):
         m = config.model
         if m.encoding not in ENCODINGS:
             raise ValueError(f"model.encoding must be one of {ENCODINGS}, got {m.encoding!r}")
+        if m.fresh and m.encoding not in FRESH_HYPERPARAMETERS:
+            raise ValueError(f"model.fresh: FreSh tunes {', '.join(FRESH_HYPERPARAMETERS)} "
+                             f"fields; model.encoding {m.encoding!r} has no frequency "
+                             "hyper-parameter")
         self.channels = 3
-        self.model = self._build(m).to(device)
         self.image: Tensor | None = None
         self.coords: Tensor | None = None
         self.source_path: str | None = None
+        self._resolve_auto_resolutions()
+        self.model = self._build(m).to(device)
         self._neighbours: Tensor | None = None
         self._gen = torch.Generator().manual_seed(config.trainer.seed)
+        self.fresh_result: FreshResult | None = None
+        """The FreSh search of :meth:`setup_data` (``model.fresh``), e.g. to plot its spectra."""
+
+    def _resolve_auto_resolutions(self) -> None:
+        """Replace the "0 = half the image's longer side" resolutions by numbers (this reads the
+        image once); the resolved config is what the run saves, so a reload needs no image."""
+        m = self.config.model
+        if m.hashgrid.max_resolution > 0 and all(r > 0 for r in m.rbf.grid_resolutions):
+            return
+        self._load_image()
+        h, w = self.image.shape[:2]
+        half = max(2, max(h, w) // 2)
+        if m.hashgrid.max_resolution <= 0:
+            m.hashgrid = dataclasses.replace(
+                m.hashgrid, max_resolution=max(half, m.hashgrid.base_resolution))
+        m.rbf.grid_resolutions = tuple(r if r > 0 else half for r in m.rbf.grid_resolutions)
 
     def _build(self, m: ImageModelConfig) -> nn.Module:
-        c = self.channels
-        if m.encoding == "hashgrid":
-            return hashgrid_model(m, c)
-        if m.encoding == "fourier":
-            return _EncodedMLP(RandomFourierFeatures(2, m.fourier_features, m.fourier_scale,
-                                                     seed=self.config.trainer.seed),
-                               c, m.hidden_dim, m.num_hidden_layers)
-        if m.encoding == "siren":
-            return Siren(2, c, m.siren_hidden, m.siren_layers)
-        return self._build_rbf(m)
+        if m.encoding == "rbf":
+            return self._build_rbf(m)
+        return frequency_model(m, self.channels, seed=self.config.trainer.seed)
 
     def _build_rbf(self, m: ImageModelConfig) -> nn.Module:
         from fields.encodings.densegrid import DenseGridEncoding
@@ -185,19 +402,38 @@ class ImageTask(Task):
     # -- data -------------------------------------------------------------------------------
     def setup_data(self) -> None:
         self._load_image()
+        if self.config.model.fresh and self.fresh_record is None:
+            # (a run reopened from a checkpoint already carries its search and its choice)
+            self._choose_frequency()
         if self.config.model.encoding == "rbf":
             self._init_rbf()
 
     def _load_image(self) -> None:
-        path = resolve_input(self.source_path or self.config.data.path)
-        img = load_image(path, self.config.data.max_side or None)
-        if img.shape[2] == 1:
-            img = img.expand(-1, -1, 3).contiguous()
+        data = self.config.data
+        if self.source_path:
+            data = dataclasses.replace(data, path=self.source_path)
+        img, path = read_image(data)
         self.image = img.to(self.device)
         self.source_path = str(path)
         h, w = img.shape[:2]
         self.coords = pixel_coordinates(h, w).to(self.device)
         self._target = self.image.reshape(-1, 3)
+
+    def _choose_frequency(self) -> None:
+        """FreSh: score the candidates on this image, keep the best in the config (so the run's
+        ``config.json`` records it) and rebuild the field with it, seeded as a run configured
+        with that value from the start would be."""
+        def say(line: str) -> None:
+            print(f"fresh: {line}", file=sys.stderr, flush=True)
+
+        result = image_fresh_search(self.config, self.image, self.coords, device=self.device,
+                                    log=say)
+        self.config.model = with_fresh_value(self.config.model, result.chosen)
+        torch.manual_seed(self.config.trainer.seed)
+        self.model = self._build(self.config.model).to(self.device)
+        self.fresh_result = result
+        say(f"chosen {result.hyperparameter} = {result.chosen:g} (S = {result.size}, "
+            f"{result.inits} inits per candidate, {result.seconds:.1f} s)")
 
     def _init_rbf(self) -> None:
         """Place the kernels (gradient-weighted k-means, or a lattice) and cache each pixel's
@@ -242,14 +478,33 @@ class ImageTask(Task):
         return loss, {"psnr": -10.0 * math.log10(max(loss.item(), 1e-12))}
 
     # -- state ------------------------------------------------------------------------------
+    @property
+    def fresh_record(self) -> dict[str, Any] | None:
+        """The FreSh search as plain JSON types (:func:`make_fresh_record`): from this session's
+        :attr:`fresh_result`, else as restored from a checkpoint by :meth:`load_meta`; None when
+        no search ran."""
+        if self.fresh_result is not None:
+            return make_fresh_record(self.fresh_result)
+        return getattr(self, "_fresh_record", None)
+
     def meta(self) -> dict[str, Any]:
         shape = list(self.image.shape) if self.image is not None else None
-        return {"source_path": self.source_path, "shape": shape}
+        out: dict[str, Any] = {"source_path": self.source_path, "shape": shape}
+        record = self.fresh_record
+        if record is not None:
+            out["fresh"] = record
+        return out
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.source_path = meta.get("source_path")
         self._shape = meta.get("shape")
         self._neighbours = None  # the checkpoint's centres replace the ones placed at set-up
+        self._fresh_record = None
+        if meta.get("fresh") is not None:  # a broken record costs the plot, not the run
+            try:
+                self._fresh_record = check_fresh_record(meta["fresh"])
+            except ValueError as exc:
+                print(f"warning: {exc}; the run's FreSh record is ignored", file=sys.stderr)
 
     # -- using the field --------------------------------------------------------------------
     def image_shape(self) -> tuple[int, int]:
@@ -337,6 +592,13 @@ class ImageTask(Task):
         rbf = getattr(self.model, "rbf", None)
         if rbf is not None:
             p["rbf_kernels"] = int(rbf.centres.shape[0])
+        r = self.fresh_record
+        if r is not None:
+            i = r["candidates"].index(r["chosen"]) if r["chosen"] in r["candidates"] else None
+            w1 = f"mean W1 {r['mean_w1'][i]:.3f}, " if i is not None else ""
+            p["fresh"] = (f"{r['hyperparameter']} = {r['chosen']:g} ({w1}S = {r['size']}, "
+                          f"{r['inits']} inits × {len(r['candidates'])} candidates, "
+                          f"{r['seconds']:.1f} s)")
         return p
 
 

@@ -125,6 +125,12 @@ class History:
         self._stride, self._count = 1, 0
 
 
+def _sum_to_one(values: list[float]) -> list[float]:
+    """``values`` scaled to sum 1 (as they are when the sum is not positive)."""
+    total = float(sum(values))
+    return [float(v) / total for v in values] if total > 0 else [float(v) for v in values]
+
+
 def _rss_mb() -> float:
     """Resident memory of this process in MiB (Linux ``/proc``; peak RSS elsewhere)."""
     try:
@@ -762,6 +768,33 @@ class ViewerController:
                 v = ", ".join(str(x) for x in v)
             rows.append((k, str(v)))
         return rows
+
+    def fresh_spectra(self) -> dict[str, Any] | None:
+        """What the "FreSh spectra" panel plots, or None when the current task ran no FreSh
+        search (it is not an image task, ``model.fresh`` is off, or the data — and with it the
+        search — is not loaded yet; a saved run brings its search in its checkpoint).
+
+        Returns:
+            ``hyperparameter``, ``chosen``, ``chosen_index``, ``size`` (S), ``inits``,
+            ``seconds``; ``bins`` = ``[1, …, S]``; ``target`` (the image's spectrum) and
+            ``model`` (the chosen value's untrained fields, averaged over the inits), each
+            normalised to sum 1; ``rows`` = ``(value, mean W1, standard error)`` per candidate.
+        """
+        record = getattr(self.task, "fresh_record", None)
+        if record is None:
+            return None
+        means = [float(v) for v in record["mean_w1"]]
+        return {
+            "hyperparameter": str(record["hyperparameter"]), "chosen": float(record["chosen"]),
+            "chosen_index": min(range(len(means)), key=means.__getitem__),
+            "size": int(record["size"]), "inits": int(record["inits"]),
+            "seconds": float(record["seconds"]),
+            "bins": [float(k) for k in range(1, int(record["size"]) + 1)],
+            "target": _sum_to_one(record["target_spectrum"]),
+            "model": _sum_to_one(record["model_spectrum"]),
+            "rows": [(float(v), m, float(se)) for v, m, se in zip(
+                record["candidates"], means, record["std_error"])],
+        }
 
     @property
     def busy(self) -> bool:

@@ -3,9 +3,10 @@
 Widgets only read and write the controller; every bit of torch work happens on its engine
 thread, so this thread only draws (frame time is what Dear PyGui needs, not what training
 needs). Layout, top to bottom of the side panel: status, Training (preset, data, start / pause /
-step / reset, learning rate, live loss and metric plots), Render (mode, scale, light,
-background, time budget), Camera, Export, Checkpoint & stats, Properties (generated from the
-task's ``properties()``), Messages.
+step / reset, learning rate, live loss and metric plots), FreSh spectra (only when the task
+ran a FreSh search: the image's and the chosen untrained field's spectra, mean W1 per
+candidate), Render (mode, scale, light, background, time budget), Camera, Export, Checkpoint &
+stats, Properties (generated from the task's ``properties()``), Messages.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ViewerWindow:
         self._last_slow = 0.0
         self._last_properties = 0.0
         self._task_id: int | None = None
+        self._fresh_key: tuple[Any, ...] | None = None
         self._message_count = -1
         self.frame_times: list[float] = []
         """Seconds of UI-thread work per frame (input, widget updates, drawing; no pacing)."""
@@ -75,6 +77,7 @@ class ViewerWindow:
                 with dpg.child_window(tag="side", width=PANEL_WIDTH, border=False):
                     dpg.add_text("", tag="status", wrap=PANEL_WIDTH - 20)
                     self._build_training()
+                    self._build_fresh()
                     self._build_render()
                     self._build_camera()
                     self._build_export()
@@ -130,6 +133,25 @@ class ViewerWindow:
                 dpg.add_plot_legend()
                 dpg.add_plot_axis(dpg.mvXAxis, label="step", tag="metric_x")
                 dpg.add_plot_axis(dpg.mvYAxis, label="metric", tag="metric_y")
+
+    def _build_fresh(self) -> None:
+        """FreSh's two spectra and its W1 table; hidden until the task has a search to show."""
+        with dpg.collapsing_header(label="FreSh spectra", tag="fresh_header", default_open=True,
+                                   show=False):
+            dpg.add_text("", tag="fresh_text", wrap=PANEL_WIDTH - 20)
+            with dpg.plot(tag="fresh_plot", height=170, width=-1, no_menus=True):
+                dpg.add_plot_legend(location=dpg.mvPlot_Location_NorthEast)
+                dpg.add_plot_axis(dpg.mvXAxis, label="bin", tag="fresh_x")
+                with dpg.plot_axis(dpg.mvYAxis, label="normalised magnitude", tag="fresh_y"):
+                    dpg.add_line_series([], [], tag="fresh_target", label="image")
+                    dpg.add_line_series([], [], tag="fresh_model",
+                                        label="untrained field (chosen value)")
+            with dpg.plot(tag="fresh_w1_plot", height=140, width=-1, no_menus=True):
+                dpg.add_plot_axis(dpg.mvXAxis, label="candidate", tag="fresh_w1_x")
+                with dpg.plot_axis(dpg.mvYAxis, label="mean W1 (+- SE)", tag="fresh_w1_y"):
+                    dpg.add_error_series([], [], [], [], tag="fresh_w1_se", label="+- SE")
+                    dpg.add_line_series([], [], tag="fresh_w1", label="mean W1")
+                    dpg.add_scatter_series([], [], tag="fresh_w1_chosen", label="chosen")
 
     def _build_render(self) -> None:
         ctl, r = self.ctl, self.ctl.render
@@ -288,6 +310,7 @@ class ViewerWindow:
         dpg.set_value("background", [int(round(c * 255)) for c in self.ctl.render.background])
         can_export = type(task).export is not Task.export
         dpg.configure_item("btn_export", enabled=can_export)
+        self._update_fresh()
 
     def _update_slow(self) -> None:
         """Text, plots, properties: a few times a second is plenty."""
@@ -347,6 +370,7 @@ class ViewerWindow:
                           f"{e['faces']:,} faces, {e['seconds']} s"))
         if time.perf_counter() - self._last_properties > 1.0:  # task.properties() costs more
             self._update_properties()
+            self._update_fresh()  # appears once training loads the data (the search runs then)
             self._last_properties = time.perf_counter()
         self._update_messages()
 
@@ -367,6 +391,34 @@ class ViewerWindow:
             cells = dpg.get_item_children(row, 1)
             dpg.set_value(cells[0], _text(key))
             dpg.set_value(cells[1], _text(value))
+
+    def _update_fresh(self) -> None:
+        """Show the FreSh header with the task's search, or hide it when there is none; the
+        plots are only rewritten when the search shown changes (another task or search)."""
+        data = self.ctl.fresh_spectra()
+        key = None if data is None else (id(self.ctl.task), data["hyperparameter"],
+                                         data["chosen"], data["seconds"])
+        if key == self._fresh_key:
+            return
+        self._fresh_key = key
+        dpg.configure_item("fresh_header", show=data is not None)
+        if data is None:
+            return
+        dpg.set_value("fresh_text", _text(
+            f"chosen {data['hyperparameter']} = {data['chosen']:g}   S = {data['size']}, "
+            f"{data['inits']} inits x {len(data['rows'])} candidates, {data['seconds']:.1f} s"))
+        dpg.set_value("fresh_target", [data["bins"], data["target"]])
+        dpg.set_value("fresh_model", [data["bins"], data["model"]])
+        values = [r[0] for r in data["rows"]]
+        means = [r[1] for r in data["rows"]]
+        errors = [r[2] for r in data["rows"]]
+        dpg.set_value("fresh_w1_se", [values, means, errors, errors])
+        dpg.set_value("fresh_w1", [values, means])
+        i = data["chosen_index"]
+        dpg.set_value("fresh_w1_chosen", [[values[i]], [means[i]]])
+        dpg.configure_item("fresh_w1_x", label=_text(data["hyperparameter"]))
+        for axis in ("fresh_x", "fresh_y", "fresh_w1_x", "fresh_w1_y"):
+            dpg.fit_axis_data(axis)
 
     def _update_messages(self) -> None:
         messages = list(self.ctl.messages)

@@ -240,3 +240,73 @@ def test_open_saved_run_and_snap_without_views(ctl, tmp_path):
     other.open_run(str(ctl.run_dir))
     assert other.run_dir == ctl.run_dir and other.step == 5 and other.history.steps == [2.0, 4.0]
     other.close(save=False)
+
+
+# -- FreSh spectra -----------------------------------------------------------------------------
+def _fresh_image(tmp_path):
+    """An ``astronaut-image`` config that runs a small FreSh search (SIREN ω₀, 2 inits, S = 8)
+    on a 32×32 picture when its data loads; returns the config."""
+    from tests.app.test_fresh import write_picture
+
+    path = write_picture(tmp_path / "pic.png")
+    cfg = get_preset("astronaut-image")
+    cfg.data.path = str(path)
+    cfg.model.encoding, cfg.model.fresh = "siren", True
+    cfg.model.fresh_inits, cfg.model.fresh_size = 2, 8
+    cfg.model.siren_hidden, cfg.model.siren_layers = 32, 2
+    cfg.trainer.lr, cfg.trainer.steps, cfg.trainer.checkpoint_every = 1e-4, 10, 1000
+    return cfg
+
+
+def test_fresh_spectra_live_and_after_reopening_the_run(tmp_path, capsys):
+    from app.run import load_run
+    from app.tasks.image import FRESH_RECORD_KEYS, make_fresh_record
+    from fields.fresh import SIREN_OMEGA0_CANDIDATES
+
+    c = ViewerController("astronaut-image", config=_fresh_image(tmp_path), out=tmp_path / "run",
+                         view_size=(16, 16))
+    assert c.fresh_spectra() is None  # the search runs when the data loads (first step)
+    c.step_once()
+    result = c.task.fresh_result
+    data = c.fresh_spectra()
+    assert result is not None and data is not None
+    assert data["hyperparameter"] == "siren_omega0" and data["size"] == 8 and data["inits"] == 2
+    assert data["chosen"] == result.chosen == c.config.model.siren_omega0
+    assert data["bins"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    for key in ("target", "model"):
+        assert len(data[key]) == 8 and sum(data[key]) == pytest.approx(1.0, abs=1e-12)
+        assert min(data[key]) >= 0.0
+    assert data["target"] == pytest.approx(result.target_spectrum.tolist(), abs=1e-12)
+    assert data["model"] == pytest.approx(result.model_spectrum.tolist(), abs=1e-12)
+    assert data["rows"] == [tuple(r) for r in result.rows()]
+    assert [r[0] for r in data["rows"]] == list(SIREN_OMEGA0_CANDIDATES)
+    assert data["rows"][data["chosen_index"]][0] == data["chosen"]
+    c.save_checkpoint()
+    c.close(save=False)
+    # The checkpoint's meta carries the compact record; a reloaded task exposes it as it was.
+    run = load_run(tmp_path / "run")
+    assert run.task.fresh_result is None
+    assert run.task.fresh_record == make_fresh_record(result)
+    assert set(run.task.fresh_record) == set(FRESH_RECORD_KEYS)
+    assert run.task.meta()["fresh"] == run.task.fresh_record  # re-saved with the run
+    opened = ViewerController(run_dir=tmp_path / "run", view_size=(16, 16))
+    assert opened.fresh_spectra() == data
+    opened.close(save=False)
+    # A broken record costs the plot (with a warning), not the run.
+    meta = dict(run.task.meta())
+    meta["fresh"] = {**meta["fresh"], "model_spectrum": [0.5]}
+    capsys.readouterr()
+    run.task.load_meta(meta)
+    assert run.task.fresh_record is None and "model_spectrum has 1 entries" in (
+        capsys.readouterr().err)
+
+
+def test_fresh_spectra_are_none_without_a_search(ctl, tmp_path):
+    assert ctl.fresh_spectra() is None  # an sdf task has no FreSh
+    cfg = _fresh_image(tmp_path)
+    cfg.model.fresh = False
+    c = ViewerController("astronaut-image", config=cfg, out=tmp_path / "plain",
+                         view_size=(16, 16))
+    c.step_once()
+    assert c.task.image is not None and c.fresh_spectra() is None
+    c.close(save=False)
