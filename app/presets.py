@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from app.config import ExperimentConfig, TrainerConfig
 from app.errors import PresetError
+from app.tasks.csp import CSPExperiment
 from app.tasks.image import ImageExperiment
 from app.tasks.nerf import NeRFDataConfig, NeRFExperiment
 from app.tasks.neus import NeuSDataConfig, NeuSExperiment
@@ -72,6 +73,10 @@ def _astronaut_image() -> ImageExperiment:
     return ImageExperiment(preset="astronaut-image", trainer=TrainerConfig(steps=2000, lr=1e-2))
 
 
+def _tshirt_csp() -> CSPExperiment:
+    return CSPExperiment(preset="tshirt-csp", trainer=TrainerConfig(steps=2000, lr=1e-2))
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -87,6 +92,9 @@ PRESETS: dict[str, Preset] = {
                _spot_neus),
         Preset("dtu-neus", "NeuS surface of DTU scan 24 (../shared subset, 1/8 size)",
                _dtu_neus),
+        Preset("tshirt-csp", "closest-surface-point field of an open surface (default: the "
+               "shipped draped cloth; --data ../shared/data/meshes/open/tshirt_ponq.obj)",
+               _tshirt_csp),
         Preset("astronaut-image", "2-D image field of the shipped 512² astronaut "
                "(--encoding hashgrid|rbf|fourier|siren); ~3–4 min on 2 CPU cores",
                _astronaut_image),

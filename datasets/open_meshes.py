@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from renderer.open_meshing import boundary_loops
+
 __all__ = ["draped_cloth", "boundary_loops"]
 
 
@@ -66,39 +68,6 @@ def draped_cloth(resolution: int = 96, folds: int = 7, table_radius: float = 0.4
     c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
     faces = np.concatenate([np.stack([a, b, d], -1), np.stack([a, d, c], -1)])
     return trimesh.Trimesh(vertices, faces, process=False)
-
-
-def boundary_loops(mesh: trimesh.Trimesh) -> list[np.ndarray]:
-    """The mesh's boundary loops (edges used by one face), each as an ordered vertex array.
-
-    Example:
-        >>> len(boundary_loops(trimesh.creation.icosphere(1)))  # closed: none
-        0
-    """
-    edges = np.sort(mesh.edges, axis=1)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    open_edges = unique[counts == 1]
-    if len(open_edges) == 0:
-        return []
-    neighbours: dict[int, list[int]] = {}
-    for i, j in open_edges:
-        neighbours.setdefault(int(i), []).append(int(j))
-        neighbours.setdefault(int(j), []).append(int(i))
-    loops, seen = [], set()
-    for start in neighbours:
-        if start in seen:
-            continue
-        loop, prev, cur = [start], None, start
-        seen.add(start)
-        while True:
-            nxt = [n for n in neighbours[cur] if n != prev and n not in seen]
-            if not nxt:
-                break
-            prev, cur = cur, nxt[0]
-            loop.append(cur)
-            seen.add(cur)
-        loops.append(np.array(loop))
-    return loops
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.errors import ConfigError
 from app.tasks.base import Task
+from app.tasks.csp import CSPExperiment, CSPTask
 from app.tasks.image import ImageExperiment, ImageTask
 from app.tasks.nerf import NeRFExperiment, NeRFTask
 from app.tasks.neus import NeuSExperiment, NeuSTask
@@ -12,7 +13,8 @@ from app.tasks.sdf import SDFExperiment, SDFTask
 __all__ = ["Task", "TASKS", "task_class"]
 
 TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask, NeRFTask.kind: NeRFTask,
-                                 NeuSTask.kind: NeuSTask, ImageTask.kind: ImageTask}
+                                 NeuSTask.kind: NeuSTask, ImageTask.kind: ImageTask,
+                                 CSPTask.kind: CSPTask}
 
 
 def task_class(kind: str) -> type[Task]:
@@ -23,5 +25,5 @@ def task_class(kind: str) -> type[Task]:
         raise ConfigError(f"unknown task kind {kind!r}; known: {sorted(TASKS)}") from None
 
 
-__all__ += ["ImageExperiment", "ImageTask", "NeRFExperiment", "NeRFTask", "NeuSExperiment",
-            "NeuSTask", "SDFExperiment", "SDFTask"]
+__all__ += ["CSPExperiment", "CSPTask", "ImageExperiment", "ImageTask", "NeRFExperiment",
+            "NeRFTask", "NeuSExperiment", "NeuSTask", "SDFExperiment", "SDFTask"]
