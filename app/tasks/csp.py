@@ -30,7 +30,7 @@ from torch import Tensor
 from app.config import ExperimentConfig
 from app.paths import resolve_input
 from app.tasks.base import Task
-from app.tasks.surfaces import compare_to_reference, in_source_units
+from app.tasks.surfaces import MeshFieldState, compare_to_reference, in_source_units
 from datasets.csp_samples import DEFAULT_SIGMAS, sample_csp
 from datasets.meshes import Normalization, load_mesh, normalize_mesh
 from datasets.sdf_samples import MeshDistance
@@ -108,7 +108,7 @@ class CSPExperiment(ExperimentConfig):
     export: CSPExportConfig = field(default_factory=CSPExportConfig)
 
 
-class CSPTask(Task):
+class CSPTask(MeshFieldState, Task):
     """Closest-surface-point field of a mesh: train, render, export one layer, evaluate."""
 
     kind = "csp"
@@ -127,11 +127,6 @@ class CSPTask(Task):
         self.normalization: Normalization | None = None
         self.source_path: str | None = None
         self.samples = None
-
-    @property
-    def aabb(self) -> tuple[float, ...]:
-        b = self.bound
-        return (-b, -b, -b, b, b, b)
 
     # -- data -------------------------------------------------------------------------------
     def setup_data(self) -> None:
@@ -159,23 +154,10 @@ class CSPTask(Task):
         sq = (err * err).sum(-1)
         return sq.mean(), {"csp_err": float(sq.detach().sqrt().mean())}
 
-    # -- state ------------------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        return {"normalization": self.normalization.to_dict() if self.normalization else None,
-                "source_path": self.source_path}
-
-    def load_meta(self, meta: dict[str, Any]) -> None:
-        norm = meta.get("normalization")
-        self.normalization = Normalization.from_dict(norm) if norm else None
-        self.source_path = meta.get("source_path")
-
     # -- using the field --------------------------------------------------------------------
     def udf(self, x: Tensor) -> Tensor:
         """Unsigned distance ``‖x − CSP(x)‖`` (no gradients, chunked)."""
         return torch.linalg.vector_norm(x - self.model.csp_chunked(x), dim=-1)
-
-    def default_camera(self, width: int = 256, height: int = 256) -> Camera:
-        return Camera.orbit(30.0, 20.0, 3.2, width=width, height=height, fov_y_deg=40.0)
 
     @torch.no_grad()
     def render_frame(self, camera: Camera, mode: str = "shaded", *,

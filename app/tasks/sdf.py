@@ -27,6 +27,7 @@ from app.paths import resolve_input
 from app.tasks.base import Task
 from app.tasks.surfaces import (
     MeshExportConfig,
+    MeshFieldState,
     compare_to_reference,
     export_surface,
     in_source_units,
@@ -121,7 +122,7 @@ class SDFExperiment(ExperimentConfig):
     export: MeshExportConfig = field(default_factory=MeshExportConfig)
 
 
-class SDFTask(Task):
+class SDFTask(MeshFieldState, Task):
     """Neural SDF of a mesh: train, render (sphere tracing), export (marching cubes), evaluate."""
 
     kind = "sdf"
@@ -176,11 +177,6 @@ class SDFTask(Task):
     @property
     def field(self) -> SDFField:
         return self.model
-
-    @property
-    def aabb(self) -> tuple[float, ...]:
-        b = self.bound
-        return (-b, -b, -b, b, b, b)
 
     # -- data -------------------------------------------------------------------------------
     def setup_data(self) -> None:
@@ -240,22 +236,11 @@ class SDFTask(Task):
         return loss, {}
 
     # -- state ------------------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        return {
-            "normalization": self.normalization.to_dict() if self.normalization else None,
-            "source_path": self.source_path,
-        }
-
     def load_meta(self, meta: dict[str, Any]) -> None:
-        norm = meta.get("normalization")
-        self.normalization = Normalization.from_dict(norm) if norm else None
-        self.source_path = meta.get("source_path")
+        super().load_meta(meta)
         self._neighbours = None  # the checkpoint's centres replace the ones placed at set-up
 
     # -- using the field --------------------------------------------------------------------
-    def default_camera(self, width: int = 256, height: int = 256) -> Camera:
-        return Camera.orbit(30.0, 20.0, 3.2, width=width, height=height, fov_y_deg=40.0)
-
     @torch.no_grad()
     def render_frame(self, camera: Camera, mode: str = "shaded", *,
                      background: tuple[float, float, float] | None = None,

@@ -1,5 +1,6 @@
-"""What the surface tasks (``sdf``, ``neus``) share: writing an extracted surface in the source's
-units, and scoring a surface against a reference mesh."""
+"""What the surface tasks (``sdf``, ``neus``, ``csp``) share: writing an extracted surface in the
+source's units, scoring a surface against a reference mesh, and (``MeshFieldState``) the state of
+a field fitted to one normalised mesh."""
 
 from __future__ import annotations
 
@@ -16,7 +17,37 @@ from datasets.errors import DataWarning
 from datasets.meshes import Normalization, load_mesh
 from renderer.meshing import MeshResult, export_mesh
 
-__all__ = ["MeshExportConfig", "in_source_units", "export_surface", "compare_to_reference"]
+__all__ = ["MeshExportConfig", "MeshFieldState", "in_source_units", "export_surface",
+           "compare_to_reference"]
+
+
+class MeshFieldState:
+    """Mixin for tasks that fit a field to one mesh normalised into ``[-bound, bound]³``
+    (``sdf``, ``csp``): the box, the orbit camera, and the checkpoint meta (the normalisation,
+    so exports land in the source's units, and the source path)."""
+
+    bound: float
+    normalization: Normalization | None
+    source_path: str | None
+
+    @property
+    def aabb(self) -> tuple[float, ...]:
+        b = self.bound
+        return (-b, -b, -b, b, b, b)
+
+    def default_camera(self, width: int = 256, height: int = 256):
+        from renderer.cameras import Camera
+
+        return Camera.orbit(30.0, 20.0, 3.2, width=width, height=height, fov_y_deg=40.0)
+
+    def meta(self) -> dict[str, Any]:
+        return {"normalization": self.normalization.to_dict() if self.normalization else None,
+                "source_path": self.source_path}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        norm = meta.get("normalization")
+        self.normalization = Normalization.from_dict(norm) if norm else None
+        self.source_path = meta.get("source_path")
 
 
 @dataclass
