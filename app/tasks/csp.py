@@ -226,7 +226,7 @@ class CSPTask(MeshFieldState, Task):
                                    extract, f"field@{resolution or self.config.export.resolution}"
                                    "^3 (one layer)", n_samples)
         ref = load_mesh(resolve_input(out["reference"]))
-        pred = holder.get("mesh") or load_mesh(resolve_input(mesh))
+        pred = holder["mesh"] if "mesh" in holder else load_mesh(resolve_input(mesh))
         out.update({"boundary_loops": len(boundary_loops(pred)),
                     "reference_boundary_loops": len(boundary_loops(ref)),
                     "area": float(pred.area), "reference_area": float(ref.area)})

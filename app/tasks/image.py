@@ -412,7 +412,11 @@ class ImageTask(Task):
         data = self.config.data
         if self.source_path:
             data = dataclasses.replace(data, path=self.source_path)
+        key = (str(resolve_input(data.path)), data.max_side, data.crop)
+        if self.image is not None and getattr(self, "_loaded_key", None) == key:
+            return  # already read (e.g. by the resolution check at construction)
         img, path = read_image(data)
+        self._loaded_key = key
         self.image = img.to(self.device)
         self.source_path = str(path)
         h, w = img.shape[:2]

@@ -165,7 +165,9 @@ def test_auto_resolutions_follow_the_image_and_crop(tmp_path):
     cfg = get_preset("astronaut-image")
     cfg.data.path, cfg.data.crop = str(path), 24
     task = build_task(cfg, torch.device("cpu"))
+    read_at_construction = task.image
     task.setup_data()
+    assert task.image is read_at_construction  # the image is read once, not again at set-up
     assert tuple(task.image.shape) == (24, 24, 3)
     assert torch.equal(task.image, load_image(path)[4:28, 20:44])  # the centre 24²
     assert task.config.model.hashgrid.max_resolution == 16  # max(24 / 2, base 16)
