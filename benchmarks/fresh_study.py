@@ -62,10 +62,13 @@ LEARNING_RATES = {"siren": 1e-4, "fourier": 3e-3}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def configure(encoding: str, image: str, max_side: int, steps: int, arch: str):
+def configure(encoding: str, image: str, max_side: int, steps: int, arch: str,
+              width: int | None = None, crop: int = 0):
     """The ``astronaut-image`` preset set up for this study: ``image`` shrunk to ``max_side``,
-    ``encoding`` with the paper's (``arch="paper"``) or the task's sizes, ``steps`` steps at the
-    paper's constant learning rate, no FreSh inside the task."""
+    ``encoding`` with the paper's (``arch="paper"``) or the task's sizes, hidden layers ``width``
+    wide when given, centre-cropped to ``crop`` pixels after shrinking when ``crop > 0``,
+    ``steps`` steps at the paper's constant learning rate, no FreSh inside the
+    task."""
     from app.presets import get_preset
 
     if encoding not in LEARNING_RATES:
@@ -74,6 +77,7 @@ def configure(encoding: str, image: str, max_side: int, steps: int, arch: str):
     cfg = get_preset("astronaut-image")
     cfg.data.path = image
     cfg.data.max_side = max_side
+    cfg.data.crop = crop
     m = cfg.model
     m.encoding, m.fresh = encoding, False
     if arch == "paper":
@@ -81,6 +85,8 @@ def configure(encoding: str, image: str, max_side: int, steps: int, arch: str):
         m.fourier_features, m.hidden_dim, m.num_hidden_layers = 128, 256, 3
     elif arch != "task":
         raise ValueError(f"--arch must be paper or task, got {arch!r}")
+    if width is not None:
+        m.siren_hidden = m.hidden_dim = width
     t = cfg.trainer
     t.steps, t.lr, t.warmup_steps, t.decay_start = steps, LEARNING_RATES[encoding], 0, 1.0
     t.checkpoint_every, t.log_every = 10**9, 10**9
@@ -157,7 +163,8 @@ def study_image(image: str, args, rows: list[dict]) -> dict[str, Any]:
     )
     from fields.fresh import MAX_SIDE
 
-    cfg = configure(args.encoding, image, args.max_side, args.steps, args.arch)
+    cfg = configure(args.encoding, image, args.max_side, args.steps, args.arch, args.width,
+                    args.crop)
     img, _ = read_image(cfg.data)
     h, w = int(img.shape[0]), int(img.shape[1])
     candidates = (tuple(sorted(set(args.candidates))) if args.candidates
@@ -173,7 +180,8 @@ def study_image(image: str, args, rows: list[dict]) -> dict[str, Any]:
     runs = []
     for value, mean, se in zip(candidates, means, errors):
         run = train_candidate(configure(args.encoding, image, args.max_side, args.steps,
-                                        args.arch), value, train_idx, test_idx)
+                                        args.arch, args.width, args.crop), value, train_idx,
+                              test_idx)
         runs.append(run)
         record(rows, {"kind": "train", "image": Path(image).name, "encoding": args.encoding,
                       name: value, "mean_w1": round(mean, 5), "std_error": round(se, 5), **run},
@@ -185,7 +193,8 @@ def study_image(image: str, args, rows: list[dict]) -> dict[str, Any]:
     per_step = train_s / max(args.steps, 1)
     summary = {
         "kind": "image", "image": Path(image).name, "encoding": args.encoding,
-        "hyperparameter": name, "size_px": [h, w], "S": size, "inits": args.inits,
+        "hyperparameter": name, "size_px": [h, w], "width": args.width, "crop": args.crop,
+        "S": size, "inits": args.inits,
         "steps": args.steps, "heldout": args.heldout, "candidates": list(candidates),
         "mean_w1": [round(m, 5) for m in means], "psnr_test": test,
         "pick": candidates[pick], "best": candidates[best],
@@ -240,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                     "(relative to the working directory or the repository root)")
     ap.add_argument("--max-side", type=int, default=128,
                     help="shrink each image until its longer side is at most this")
+    ap.add_argument("--crop", type=int, default=0,
+                    help="centre-crop to N × N pixels after shrinking (0: no crop); with a large "
+                    "--max-side, a crop at the image's own resolution")
     ap.add_argument("--steps", type=int, default=300, help="training steps per candidate")
     ap.add_argument("--candidates", default=None,
                     type=lambda s: [float(v) for v in s.split(",") if v.strip()],
@@ -250,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="fraction of pixels held out for the test PSNR (0: test on all)")
     ap.add_argument("--arch", default="paper", choices=("paper", "task"),
                     help="the paper's network sizes or the image task's defaults")
+    ap.add_argument("--width", type=int, default=None,
+                    help="hidden width of the network (default: the --arch's)")
     ap.add_argument("--full-steps", type=int, default=15000,
                     help="the training length FreSh's cost is also compared with (projected)")
     ap.add_argument("--json", default=None, help="write every row here as it comes")
@@ -257,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.steps < 1 or args.inits < 1 or args.size < 1 or args.max_side < 8:
         ap.error("--steps, --inits and --size must be positive and --max-side at least 8")
+    if args.width is not None and args.width < 1:
+        ap.error("--width must be positive")
     if args.candidates is not None and len(args.candidates) < 2:
         ap.error("--candidates needs at least two values for a grid search")
     torch.set_num_threads(args.threads)

@@ -24,6 +24,7 @@ ROWS = {
     "B2": "benchmarks.rows.b2_mlp",
     "B4": "benchmarks.rows.b4_volume",
     "B5": "benchmarks.rows.b5_trace_mesh",
+    "B6": "benchmarks.rows.b6_trace_field",
     "B7": "benchmarks.rows.b7_sdf_samples",
     "B8": "benchmarks.rows.b8_meshing",
     "B9": "benchmarks.rows.b9_fit_sdf",

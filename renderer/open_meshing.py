@@ -16,11 +16,16 @@ surface. This module turns that shell into one layer lying on the surface:
    every pillow into its two sides;
 3. the remaining faces split into connected components over shared edges, joining only faces
    whose offset directions agree (``d₁·d₂ > 0``), so each side of each sheet is one component;
+   components under 1 % of the largest are debris; a region of dropped faces whose border
+   runs along a single side (≥ 80 % of its edges) is a hole the rim test punched into that side
+   where the learned Jacobian is noisy (folds, creases) and rejoins it, while a rim band, which
+   borders both sides, stays cut;
 4. every vertex is moved onto the surface (``x ← CSP(x)``), and the two sides of a sheet now
    coincide: components are kept from the largest down, dropping one whose projected vertices
    lie (median) within ``duplicate_voxels`` of an already kept component — the other side;
-5. small holes the rim test punched inside the surface (where a learned field's Jacobian is
-   noisy) — boundary loops of at most ``max_hole_edges`` edges — are closed by fans.
+5. the kept components under 1 % of the largest (rim flaps, bubbles where the field's distance
+   dips below ``ε`` off the surface) are dropped, and the small holes left — simple boundary
+   loops of at most ``max_hole_edges`` edges — are closed by fans.
 
 What comes out: one layer on the surface; open boundaries stay open (about ``ε`` inside the
 true boundary, where the rim was cut); closed surfaces come out closed (their inner and outer
@@ -59,7 +64,9 @@ class OpenMeshResult:
         shell_faces: faces of the double shell it was cut from.
         components: side components found / kept.
         kept: components kept.
-        holes_filled: small holes closed (see ``max_hole_edges``).
+        holes_patched: regions of dropped shell faces put back into the side around them
+            (see ``hole_share``).
+        holes_filled: small holes closed by fans (see ``max_hole_edges``).
         level: the ``ε`` of the shell, in world units.
         resolution: marching-cubes grid points per axis.
         seconds: wall-clock time of the whole extraction.
@@ -69,6 +76,7 @@ class OpenMeshResult:
     shell_faces: int
     components: int
     kept: int
+    holes_patched: int
     holes_filled: int
     level: float
     resolution: int
@@ -89,6 +97,8 @@ def extract_open_mesh(
     rank_ratio: float = 0.5,
     duplicate_voxels: float = 2.0,
     min_component_faces: int = 8,
+    min_component_fraction: float = 0.01,
+    hole_share: float = 0.8,
     max_hole_edges: int = 24,
     grow_rings: int = 1,
     chunk_size: int = 1 << 15,
@@ -110,6 +120,13 @@ def extract_open_mesh(
         duplicate_voxels: a component whose projected vertices lie within this many voxels
             (median) of a kept one is its other side and is dropped.
         min_component_faces: smaller components are dropped as debris.
+        min_component_fraction: kept components with fewer faces than this fraction of the
+            largest are dropped too — flaps of the rim and small bubbles where the field's
+            distance dips below ``ε`` away from the surface.
+        hole_share: a region of dropped faces whose border runs along one side component for at
+            least this share of its edges is a hole the rim test punched into that side (a
+            noisy Jacobian) and rejoins it; the rim band of an open boundary borders both sides
+            (about half each) and stays cut, so do real holes through the sheet.
         grow_rings: dropped faces next to a kept side (same offset direction) rejoin it, this many
             rings deep — the scattered faces a noisy Jacobian drops inside the surface come back,
             while the rim band, wider than that, still separates the sides.
@@ -162,6 +179,12 @@ def extract_open_mesh(
     graph = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(len(faces), len(faces)))
     n_comp, label = connected_components(graph, directed=False)
     label = np.where(keep_np, label, -1)
+    # Components too small to be kept are debris; inside a hole they are islands that would
+    # hide the hole from _patch_holes (its border would touch them as well as the side).
+    sizes = np.bincount(label[label >= 0], minlength=n_comp)
+    big = sizes >= max(min_component_faces, min_component_fraction * sizes.max(initial=0))
+    label = np.where((label >= 0) & big[np.maximum(label, 0)], label, -1)
+    label, patched = _patch_holes(label, adj, hole_share)
     label = _grow_labels(label, adj, d_np, grow_rings)
 
     with torch.no_grad():
@@ -183,6 +206,8 @@ def extract_open_mesh(
         tree = cKDTree(np.concatenate(kept_points))
     if not kept_faces:
         raise ValueError("no side of the shell survived the rim cut; lower rim_cos")
+    largest = max(len(f) for f in kept_faces)
+    kept_faces = [f for f in kept_faces if len(f) >= min_component_fraction * largest]
     f = np.concatenate(kept_faces)
     used, inverse = np.unique(f, return_inverse=True)
     mesh = trimesh.Trimesh(projected[used], inverse.reshape(-1, 3), process=False)
@@ -196,8 +221,46 @@ def extract_open_mesh(
     vn = np.where(((vn * vf).sum(-1) < 0)[:, None], -vn, vn)  # orient as the winding
     mesh.vertex_normals = vn
     return OpenMeshResult(mesh=mesh, shell_faces=len(faces), components=int(n_comp),
-                          kept=len(kept_faces), holes_filled=filled, level=eps,
+                          kept=len(kept_faces), holes_patched=patched, holes_filled=filled,
+                          level=eps,
                           resolution=resolution, seconds=time.perf_counter() - t0)
+
+
+def _patch_holes(label: np.ndarray, adj: np.ndarray, share: float) -> tuple[np.ndarray, int]:
+    """Give each connected region of unlabelled faces (−1) the label of the side around it when
+    at least ``share`` of the region's border edges touch that one label. A rim band lies
+    between the two sides of a sheet and touches both; a hole punched into one side by the rim
+    test touches only that side. Returns the new labels and the number of regions patched."""
+    free = label < 0
+    if not free.any() or share > 1.0:
+        return label, 0
+    inner = free[adj[:, 0]] & free[adj[:, 1]]
+    n = len(label)
+    graph = sp.coo_matrix((np.ones(int(inner.sum())), (adj[inner, 0], adj[inner, 1])),
+                          shape=(n, n))
+    _, region = connected_components(graph, directed=False)
+    # Border edges: one face free, the other labelled, as (region, label) pairs.
+    pairs = []
+    for a, b in ((adj[:, 0], adj[:, 1]), (adj[:, 1], adj[:, 0])):
+        m = free[a] & ~free[b]
+        pairs.append(np.stack([region[a[m]], label[b[m]]], 1))
+    pairs = np.concatenate(pairs)
+    if len(pairs) == 0:
+        return label, 0
+    unique, counts = np.unique(pairs, axis=0, return_counts=True)
+    regions, labels = unique[:, 0], unique[:, 1]
+    total = np.bincount(regions, weights=counts, minlength=n)
+    best = np.zeros(n)
+    best_label = np.full(n, -1)
+    order = np.argsort(counts, kind="stable")  # the largest count per region is written last
+    best[regions[order]] = counts[order]
+    best_label[regions[order]] = labels[order]
+    holes = np.flatnonzero((total > 0) & (best >= share * total))
+    out = label.copy()
+    if len(holes):
+        patch = free & np.isin(region, holes)
+        out[patch] = best_label[region[patch]]
+    return out, len(holes)
 
 
 def _grow_labels(label: np.ndarray, adj: np.ndarray, d: np.ndarray, rings: int) -> np.ndarray:

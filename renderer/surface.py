@@ -29,7 +29,7 @@ from renderer.shading import (
 )
 from renderer.sphere_trace import sphere_trace
 
-__all__ = ["RenderOutput", "render_surface", "MODES", "default_light_dir"]
+__all__ = ["RenderOutput", "render_surface", "shade_trace", "MODES", "default_light_dir"]
 
 MODES = ("shaded", "normals", "depth", "steps")
 
@@ -104,7 +104,6 @@ def render_surface(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    h, w = camera.height, camera.width
     rays_o, rays_d = camera.rays(device=device)
     trace = sphere_trace(
         distance_fn,
@@ -118,23 +117,45 @@ def render_surface(
         normal_fn=normal_fn,
         chunk_size=chunk_size,
     )
+    return shade_trace(camera, rays_d, trace.hit, trace.depth, trace.normals, trace.steps, mode,
+                       light_dir=light_dir, albedo=albedo, background=background)
+
+
+def shade_trace(
+    camera: Camera,
+    rays_d: Float[Tensor, "R 3"],
+    hit: Bool[Tensor, " R"],
+    depth: Float[Tensor, " R"],
+    normals: Float[Tensor, "R 3"],
+    steps: Int[Tensor, " R"],
+    mode: str = "shaded",
+    *,
+    light_dir: Float[Tensor, " 3"] | Sequence[float] | None = None,
+    albedo: Sequence[float] = (0.8, 0.8, 0.8),
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+) -> RenderOutput:
+    """Turn a trace of ``camera``'s rays (one entry per pixel, row-major) into a frame in
+    ``mode`` — the shading half of :func:`render_surface`, for tracers of other fields (e.g.
+    :func:`renderer.csp_trace.render_csp`)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    h, w = camera.height, camera.width
     if mode == "shaded":
         light = default_light_dir(camera) if light_dir is None else light_dir
         light = torch.as_tensor(light, device=rays_d.device, dtype=rays_d.dtype)
         bg = srgb_to_linear(torch.as_tensor(background, device=rays_d.device, dtype=rays_d.dtype))
-        linear = shade_blinn_phong(trace.normals, trace.hit, rays_d, light, albedo=albedo,
-                                   background=bg)
+        linear = shade_blinn_phong(normals, hit, rays_d, light, albedo=albedo, background=bg)
         image = linear_to_srgb(linear)
     elif mode == "normals":
-        image = shade_normals(trace.normals, trace.hit, background)
+        image = shade_normals(normals, hit, background)
     elif mode == "depth":
-        image = shade_depth(trace.depth, trace.hit, background=background)
+        image = shade_depth(depth, hit, background=background)
     else:
-        image = heatmap(trace.steps.to(rays_d.dtype), 0.0, max(1.0, float(trace.steps.max())))
+        image = heatmap(steps.to(rays_d.dtype), 0.0, max(1.0, float(steps.max())))
     return RenderOutput(
         image=image.reshape(h, w, 3),
-        depth=trace.depth.reshape(h, w),
-        hit=trace.hit.reshape(h, w),
-        normals=trace.normals.reshape(h, w, 3),
-        steps=trace.steps.reshape(h, w),
+        depth=depth.reshape(h, w),
+        hit=hit.reshape(h, w),
+        normals=normals.reshape(h, w, 3),
+        steps=steps.reshape(h, w),
     )

@@ -12,7 +12,7 @@ nothing needs an inside — garments and scans with holes stay open. Recipe, top
    (``fields.csp.CSPField``; output ``x − MLP``);
 4. loss: mean ‖CSP(x) − CSP_gt(x)‖² over a random batch of the pool;
 5. render by sphere tracing the unsigned distance ``‖x − CSP(x)‖`` with a hit threshold
-   (``renderer.surface.render_surface(unsigned=True)``; Jacobian normals); export one layer on the
+   (``renderer.csp_trace.render_csp``: refined hits, normals a step back); export one layer on the
    surface (``renderer.open_meshing.extract_open_mesh``) in the mesh's own units.
 """
 
@@ -37,9 +37,9 @@ from datasets.sdf_samples import MeshDistance
 from fields.csp import CSPField
 from fields.encodings.hashgrid import HashGridConfig, HashGridEncoding
 from renderer.cameras import Camera
-from renderer.csp_trace import DEFAULT_HIT_THRESHOLD
+from renderer.csp_trace import DEFAULT_HIT_THRESHOLD, render_csp
 from renderer.open_meshing import extract_open_mesh
-from renderer.surface import RenderOutput, render_surface
+from renderer.surface import RenderOutput
 
 __all__ = ["CSPDataConfig", "CSPModelConfig", "CSPExportConfig", "CSPExperiment", "CSPTask"]
 
@@ -163,17 +163,18 @@ class CSPTask(MeshFieldState, Task):
     def render_frame(self, camera: Camera, mode: str = "shaded", *,
                      background: tuple[float, float, float] | None = None,
                      light_dir: tuple[float, float, float] | None = None) -> RenderOutput:
-        """Sphere-trace the unsigned distance: hits where it falls below ``τ``; rays past an
-        open boundary never do. Normals: the Jacobian normal at the hit (two-sided shading)."""
+        """Sphere-trace the unsigned distance (:func:`renderer.csp_trace.render_csp`): hits
+        where it falls below ``τ``, refined onto the tangent plane of the closest point; rays
+        past an open boundary never hit. Normals: the direct normal ``(x − CSP(x)) / u`` a step
+        back from the hit (two-sided shading)."""
         if mode not in self.render_modes:
             raise ValueError(f"unknown render mode {mode!r}; the csp task renders "
                              f"{self.render_modes}")
         self.model.eval()
         r = self.config.render
-        return render_surface(
-            self.udf, camera, mode, normal_fn=lambda x: self.model.normal_jacobian(x)[0],
-            aabb=self.aabb, device=self.device, light_dir=light_dir, unsigned=True,
-            hit_threshold=r.hit_threshold, max_steps=r.max_steps,
+        return render_csp(
+            self.model.csp, camera, mode, aabb=self.aabb, device=self.device,
+            light_dir=light_dir, hit_threshold=r.hit_threshold, max_steps=r.max_steps,
             background=(1.0, 1.0, 1.0) if background is None else background)
 
     def render(self, camera: Camera, mode: str = "shaded", *,

@@ -49,3 +49,38 @@ def test_empty_box_raises():
     far = AnalyticSphere(0.2)
     with pytest.raises(ValueError, match="nothing to mesh"):
         extract_open_mesh(lambda x: far.csp(x - 5.0) + 5.0, resolution=16)
+
+
+def _strip_faces(n: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """An n × 8 strip of quads split into triangles: face centroids and edge adjacency."""
+    import trimesh
+
+    xs, ys = np.meshgrid(np.arange(n + 1, dtype=float), np.arange(9, dtype=float))
+    verts = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)], 1)
+    idx = np.arange(xs.size).reshape(9, n + 1)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3),
+                            np.stack([a, c, d], -1).reshape(-1, 3)])
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    return mesh.triangles_center, mesh.face_adjacency
+
+
+def test_patch_holes_fills_holes_inside_one_side_but_not_the_rim_band():
+    from renderer.open_meshing import _patch_holes
+
+    centre, adj = _strip_faces()
+    x, y = centre[:, 0], centre[:, 1]
+    label = np.where(x < 12, 0, 1)
+    band = (x > 10) & (x < 14)                      # between the two sides: a rim band
+    hole = (np.abs(x - 5) < 1.5) & (np.abs(y - 4) < 1.5)  # inside side 0
+    label[band | hole] = -1
+    out, patched = _patch_holes(label, adj, share=0.8)
+    assert patched >= 1                             # (the hole may be several regions)
+    assert (out[hole] == 0).all()                   # the hole rejoins its side
+    assert (out[band] == -1).all()                  # the band still separates the sides
+    assert (out[~(band | hole)] == label[~(band | hole)]).all()
+    # Negative control: a share above the band's one-sidedness patches the band too.
+    out_all, _ = _patch_holes(label, adj, share=0.4)
+    assert (out_all[band] >= 0).all()
+    # A share above 1 turns the step off.
+    assert (_patch_holes(label, adj, share=1.01)[0] == label).all()
