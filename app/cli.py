@@ -89,8 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--level", type=float, default=0.0,
                    help="iso level to mesh, in the field's normalised units (default 0)")
 
-    r = sub.add_parser("render", parents=[common], help="render images or a turntable video")
-    r.add_argument("run_dir")
+    r = sub.add_parser("render", parents=[common], help="render images or a turntable video",
+                       description="Render a run directory, or a scene file (.toml / .json, "
+                       "see docs/scenes.md) that places several runs and shapes.")
+    r.add_argument("run_dir", help="a run directory or a scene file (.toml / .json)")
     r.add_argument("--out", required=True, help="FILE.png or FILE.mp4")
     r.add_argument("--mode", default=None,
                    help="sdf: shaded, normals, depth, steps, slice; nerf: rgb, depth, normals, "
@@ -100,10 +102,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="turntable frames (default: 1 for .png, 48 for .mp4; a .png with more "
                    "than one frame is a contact sheet)")
     r.add_argument("--size", type=_parse_size, default=(512, 512), help="WxH (default 512x512)")
-    r.add_argument("--elevation", type=float, default=20.0, help="camera elevation in degrees")
-    r.add_argument("--azimuth", type=float, default=30.0, help="first camera azimuth in degrees")
-    r.add_argument("--radius", type=float, default=3.2, help="camera distance from the centre")
-    r.add_argument("--fov", type=float, default=40.0, help="vertical field of view in degrees")
+    r.add_argument("--elevation", type=float, default=None,
+                   help="camera elevation in degrees (default 20, or the scene file's)")
+    r.add_argument("--azimuth", type=float, default=None,
+                   help="first camera azimuth in degrees (default 30, or the scene file's)")
+    r.add_argument("--radius", type=float, default=None,
+                   help="camera distance from the centre (default 3.2; scenes: framing "
+                   "their bounds, or the scene file's)")
+    r.add_argument("--fov", type=float, default=None,
+                   help="vertical field of view in degrees (default 40, or the scene file's)")
     r.add_argument("--fps", type=_positive_int, default=24)
 
     v = sub.add_parser("eval", parents=[common], help="quality metrics as JSON")
@@ -280,24 +287,31 @@ def _cmd_render(args) -> int:
 
     from app.imaging import contact_sheet, save_image, save_video
     from app.run import load_run
+    from app.scene_file import SCENE_SUFFIXES
     from renderer.cameras import Camera
 
     out = Path(args.out)
     suffix = out.suffix.lower()
     if suffix not in (".png", ".mp4", ".jpg", ".jpeg"):
         raise SystemExit(f"fields-app: error: {out}: --out must end in .png, .jpg or .mp4")
-    run = load_run(args.run_dir, device=args.device or "cpu")
-    args.mode = args.mode or run.task.render_modes[0]
-    if args.mode not in run.task.render_modes:
-        raise SystemExit(f"fields-app: error: --mode {args.mode!r}: the {run.task.kind} task "
-                         f"renders {', '.join(run.task.render_modes)}")
     frames = args.frames or (48 if suffix == ".mp4" else 1)
     w, h = args.size
-    cams = Camera.turntable(frames, args.elevation, args.radius, width=w, height=h,
-                            fov_y_deg=args.fov, start_azimuth_deg=args.azimuth)
+    target = Path(args.run_dir)
+    if target.suffix.lower() in SCENE_SUFFIXES and not target.is_dir():
+        render, cams = _scene_frames(args, target, frames, w, h)
+    else:
+        run = load_run(args.run_dir, device=args.device or "cpu")
+        args.mode = args.mode or run.task.render_modes[0]
+        if args.mode not in run.task.render_modes:
+            raise SystemExit(f"fields-app: error: --mode {args.mode!r}: the {run.task.kind} "
+                             f"task renders {', '.join(run.task.render_modes)}")
+        cams = Camera.turntable(frames, _or(args.elevation, 20.0), _or(args.radius, 3.2),
+                                width=w, height=h, fov_y_deg=_or(args.fov, 40.0),
+                                start_azimuth_deg=_or(args.azimuth, 30.0))
+        render = run.render
     from tqdm import tqdm
 
-    images = [run.render(c, args.mode)
+    images = [render(c, args.mode)
               for c in tqdm(cams, desc=f"render {args.mode}", disable=frames == 1, file=sys.stderr,
                         mininterval=0.2 if sys.stderr.isatty() else 10.0)]
     if suffix == ".mp4":
@@ -313,6 +327,33 @@ def _cmd_render(args) -> int:
     print(json.dumps({"written": written, "frames": frames, "size": [w, h], "mode": args.mode,
                       "mean_intensity": round(float(np.mean(images)), 4)}))
     return 0
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _scene_frames(args, path: Path, frames: int, w: int, h: int):
+    """``(render(camera, mode) -> image, cameras)`` for a scene file; command-line camera
+    options override the file's ``[camera]`` table."""
+    from app.scene_file import load_scene
+
+    scene, cam = load_scene(path, device=args.device or "cpu")
+    modes = ("shaded", "normals", "depth", "objects")
+    args.mode = args.mode or "shaded"
+    if args.mode not in modes:
+        raise SystemExit(f"fields-app: error: --mode {args.mode!r}: scenes render "
+                         f"{', '.join(modes)}")
+    cams = scene.turntable(frames, radius=_or(args.radius, cam.get("radius")),
+                           elevation=_or(args.elevation, cam.get("elevation", 20.0)),
+                           azimuth=_or(args.azimuth, cam.get("azimuth", 30.0)),
+                           width=w, height=h, fov_y_deg=_or(args.fov, cam.get("fov", 40.0)),
+                           target=cam.get("target"))
+
+    def render(camera, mode):
+        return scene.render(camera, mode).array
+
+    return render, cams
 
 
 def _cmd_eval(args) -> int:

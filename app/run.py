@@ -144,6 +144,10 @@ class Run:
         """Quality metrics, see the task's ``evaluate``."""
         return self.task.evaluate(**options)
 
+    def scene_source(self):
+        """The field as a :mod:`renderer.scene` source, so ``Scene.add(run)`` works."""
+        return self.task.scene_source()
+
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     """Load ``run_dir``'s config and newest checkpoint (clear errors if anything is broken)."""
@@ -155,6 +159,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     config.device = str(dev)
     task = build_task(config, dev)
     ckpt = load_latest(run_dir, map_location="cpu")
+    bad = [name for name, t in ckpt.weights.items()
+           if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{ckpt.path}: non-finite weights in {', '.join(bad[:5])}"
+                              f"{' …' if len(bad) > 5 else ''} (the run diverged; resume from an "
+                              "earlier checkpoint or retrain)")
     try:
         task.model.load_state_dict(ckpt.weights)
     except RuntimeError as exc:

@@ -83,6 +83,12 @@ class Task(abc.ABC):
         """Write the field's geometry to ``path``; return facts about what was written."""
         raise FieldsAppError(f"the {self.kind} task has no mesh export (sdf and neus tasks do)")
 
+    def scene_source(self):
+        """The trained field as a source for a :class:`renderer.scene.Scene` (in the field's
+        own normalised frame); tasks whose fields cannot be placed in 3-D say so."""
+        raise FieldsAppError(f"the {self.kind} task's field cannot be placed in a scene (sdf, "
+                             "csp, neus and nerf runs can)")
+
     def evaluate(self, **options: Any) -> dict[str, float]:
         """Quality metrics of the trained field."""
         raise FieldsAppError(f"the {self.kind} task has no evaluation")

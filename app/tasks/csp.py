@@ -183,6 +183,16 @@ class CSPTask(MeshFieldState, Task):
         return self.render_frame(camera, mode, background=background,
                                  light_dir=light_dir).image.detach().cpu().numpy()
 
+    def scene_source(self):
+        """The CSP field as an unsigned surface (traced with ``trace_csp``; meshes by the
+        single-layer extraction)."""
+        from renderer.scene import SurfaceSource
+
+        self.model.eval()
+        return SurfaceSource(distance=self.udf, csp=self.model.csp, aabb=tuple(self.aabb),
+                             signed=False, hit_threshold=self.config.render.hit_threshold,
+                             mesh=lambda res: self.extract(res).mesh, name=self.kind)
+
     def extract(self, resolution: int | None = None,
                 progress: bool | Callable[[int, int], None] = False):
         """One layer of the surface in the normalised frame (``OpenMeshResult``)."""

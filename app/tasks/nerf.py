@@ -352,6 +352,24 @@ class NeRFTask(Task):
         bg = self.config.data.background if background is None else background
         return compose_view(views, mode, camera, tuple(bg), light_dir)
 
+    def scene_source(self, mesh_density: float = 10.0):
+        """The radiance field, volume rendered inside its box (colours as trained). Its mesh
+        for a scene export is the ``σ = mesh_density`` level set (marching cubes)."""
+        from renderer.meshing import extract_mesh
+        from renderer.scene import RadianceSource
+
+        self.model.eval()
+        aabb = tuple(self.config.render.aabb)
+
+        def mesh(res: int):
+            with torch.no_grad():
+                return extract_mesh(lambda x: mesh_density - self.field.density(x).reshape(-1),
+                                    resolution=res, aabb=aabb).mesh
+
+        return RadianceSource(rgb_sigma=self._rgb_sigma, aabb=aabb,
+                              samples=self.config.render.samples_per_ray, mesh=mesh,
+                              name=self.kind)
+
     def dataset_cameras(self) -> list[Camera]:
         return self.train_set.cameras() if self.train_set is not None else []
 

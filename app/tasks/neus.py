@@ -385,6 +385,17 @@ class NeuSTask(Task):
     def dataset_cameras(self) -> list[Camera]:
         return self.train_set.cameras() if self.train_set is not None else []
 
+    def scene_source(self):
+        """The NeuS SDF as a signed surface (its learned colours are not used: the scene's
+        material shades it)."""
+        from renderer.scene import SurfaceSource
+
+        self.model.eval()
+        return SurfaceSource(distance=self.field.sdf_chunked,
+                             normal=lambda x: F.normalize(self.field.gradient(x), dim=-1),
+                             aabb=tuple(self.aabb), signed=True,
+                             mesh=lambda res: self.extract(res).mesh, name=self.kind)
+
     def extract(self, resolution: int | None = None, method: str | None = None,
                 progress: bool | Callable[[int, int], None] = False, level: float = 0.0):
         """Marching cubes of the zero level set in the scene frame (a ``MeshResult``)."""

@@ -268,6 +268,16 @@ class SDFTask(MeshFieldState, Task):
         return self.render_frame(camera, mode, background=background,
                                  light_dir=light_dir).image.detach().cpu().numpy()
 
+    def scene_source(self):
+        """The SDF as a signed surface in its normalised frame (autograd normals, meshes by
+        marching cubes)."""
+        from renderer.scene import SurfaceSource
+
+        self.model.eval()
+        return SurfaceSource(distance=self.model.sdf_chunked, normal=self.model.normal,
+                             aabb=tuple(self.aabb), signed=True,
+                             mesh=lambda res: self.extract(res).mesh, name=self.kind)
+
     def extract(self, resolution: int | None = None, method: str | None = None,
                 progress: bool | Callable[[int, int], None] = False, level: float = 0.0):
         """Marching cubes of the field in its normalised frame (a :class:`MeshResult`)."""
