@@ -143,14 +143,15 @@ def _parser() -> argparse.ArgumentParser:
         w = sub.add_parser(name, parents=[common], help="the desktop viewer (default command)"
                            if name == "view" else argparse.SUPPRESS,
                            description="Open the viewer on a preset (a fresh field, training "
-                           "starts) or a saved run directory.")
+                           "starts), a saved run directory or a scene file (.toml / .json).")
         _viewer_args(w)
     return p
 
 
 def _viewer_args(w: argparse.ArgumentParser) -> None:
     w.add_argument("target", nargs="?", default=None,
-                   help="preset name or run directory (default: spot-sdf)")
+                   help="preset name, run directory or scene file (.toml / .json; default: "
+                   "spot-sdf)")
     w.add_argument("--out", help="run directory for a preset's checkpoints "
                    "(default: outputs/viewer/PRESET)")
     w.add_argument("--no-train", action="store_true", help="do not start training at once")
@@ -375,13 +376,16 @@ def _cmd_viewer(args) -> int:
     import contextlib
 
     from app.presets import DEFAULT_PRESET, PRESETS
+    from app.scene_file import SCENE_SUFFIXES
     from app.viewer.display import NO_DISPLAY_HELP, display_problem, virtual_display
 
     target = getattr(args, "target", None) or DEFAULT_PRESET
-    is_run = target not in PRESETS
+    is_scene = Path(target).suffix.lower() in SCENE_SUFFIXES and Path(target).is_file()
+    is_run = target not in PRESETS and not is_scene
     if is_run and not Path(target, "config.json").is_file():
         raise SystemExit(f"fields-app: error: {target!r} is neither a preset "
-                         f"({', '.join(PRESETS)}) nor a run directory (no config.json)")
+                         f"({', '.join(PRESETS)}), a run directory (no config.json) nor a "
+                         f"scene file ({' / '.join(SCENE_SUFFIXES)})")
     with contextlib.ExitStack() as stack:
         if getattr(args, "xvfb", False):
             try:
@@ -397,12 +401,14 @@ def _cmd_viewer(args) -> int:
         from app.viewer import ViewerController, run_viewer
 
         device = args.device or "cpu"
-        if is_run:
+        if is_scene:
+            ctl = ViewerController(scene=target, device=device)
+        elif is_run:
             ctl = ViewerController(run_dir=target, device=device)
         else:
             ctl = ViewerController(target, out=getattr(args, "out", None), device=device)
         ctl.start_engine()  # data loading and training happen beside the window, never before it
-        if not is_run and not getattr(args, "no_train", False):
+        if not is_run and not is_scene and not getattr(args, "no_train", False):
             ctl.start()
         report = run_viewer(ctl, frames=getattr(args, "frames", None),
                             screenshot=getattr(args, "screenshot", None),

@@ -160,6 +160,7 @@ class ViewerController:
         preset: str | None = None,
         *,
         run_dir: str | Path | None = None,
+        scene: str | Path | None = None,
         out: str | Path | None = None,
         device: str = "cpu",
         view_size: tuple[int, int] = (512, 512),
@@ -208,7 +209,9 @@ class ViewerController:
         self.run_dir: Path | None = None
         self.preset: str | None = None
         self.camera = OrbitCamera()
-        if run_dir is not None:
+        if scene is not None:
+            self._open_scene(Path(scene))
+        elif run_dir is not None:
             self._open_run(Path(run_dir))
         else:
             self._load_preset(preset or "spot-sdf", out=out, config=config)
@@ -339,6 +342,20 @@ class ViewerController:
                       fresh=False, step=run.step)
         self._load_history(run_dir / "metrics.jsonl", run.step)
 
+    def _open_scene(self, path: Path) -> None:
+        """A scene file: its objects and lights, rendered and exported; nothing to train."""
+        from app.tasks.scene import SceneTask
+
+        task = SceneTask(path, device=self.device)
+        self._install(task, task.config, path.parent, path.name, fresh=False)
+
+    def _trainable(self) -> bool:
+        if getattr(self.task, "trainable", True):
+            return True
+        self._message(f"{self.preset}: a scene has nothing to train (render, orbit and export "
+                      "work)")
+        return False
+
     def _load_history(self, path: Path, up_to: int) -> None:
         """Fill the plots with a saved run's logged steps (lines a crash cut are skipped)."""
         if not path.is_file():
@@ -378,7 +395,9 @@ class ViewerController:
                                                       256))
         self._field_changed()
         self._view_changed()
-        self._message(f"{'loaded preset' if fresh else 'opened run'} {preset} → {run_dir}")
+        what = "loaded preset" if fresh else "opened scene" if task.kind == "scene" else \
+            "opened run"
+        self._message(f"{what} {preset} → {run_dir}")
 
     def _ensure_trainer(self) -> None:
         """Load the training data and build the trainer (resuming an opened run)."""
@@ -428,6 +447,8 @@ class ViewerController:
     def start(self) -> None:
         """Start (or resume) training; steps past the preset's count continue at the final lr."""
         def go() -> None:
+            if not self._trainable():
+                return
             self._ensure_trainer()
             self.training = True
             self.status = "training"
@@ -444,6 +465,8 @@ class ViewerController:
         self.training = False
 
         def one() -> None:
+            if not self._trainable():
+                return
             self._ensure_trainer()
             self._train_step()
             self.status = f"stepped to {self.trainer.step}"
@@ -452,6 +475,9 @@ class ViewerController:
     def reset(self) -> None:
         """A fresh field (same preset, config and data path); the run directory starts over."""
         self.training = False
+        if not getattr(self.task, "trainable", True):
+            self._submit("reset", self._trainable)
+            return
         cfg, preset, run_dir = self.config, self.preset, self.run_dir
         self._submit("reset", lambda: self._load_preset(preset, out=run_dir, config=cfg))
 

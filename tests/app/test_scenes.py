@@ -171,3 +171,38 @@ def test_tasks_without_a_3d_field_refuse_to_join_a_scene(tmp_path):
     with pytest.raises(FieldsAppError, match="cannot be placed in a scene"):
         Scene().add(task)
     assert isinstance(sphere(0.3), object)
+
+
+def test_the_viewer_opens_a_scene_file(runs, tmp_path):
+    from app.viewer import ViewerController
+
+    path = tmp_path / "view.toml"
+    path.write_text(f"""
+[camera]
+elevation = 30.0
+[[objects]]
+run = "{runs['spot-sdf']}"
+[[objects]]
+shape = "box"
+size = [2.0, 0.05, 2.0]
+translate = [0.0, -0.7, 0.0]
+""")
+    ctl = ViewerController(scene=path, view_size=(32, 24))
+    ctl.render.render_scale = 1.0
+    assert ctl.task.kind == "scene" and ctl.task.render_modes[0] == "shaded"
+    images = {}
+    for mode in ctl.task.render_modes:
+        ctl.update_render(mode=mode)
+        images[mode] = ctl.render_frame(1).image
+        assert images[mode].shape == (24, 32, 3) and np.isfinite(images[mode]).all()
+    assert np.abs(images["shaded"] - images["normals"]).mean() > 0.01
+    # Nothing to train: Start and Step say so instead of failing.
+    ctl.start()
+    assert not ctl.training and "nothing to train" in ctl.messages[-1]
+    ctl.messages.clear()
+    ctl.step_once()
+    assert "nothing to train" in ctl.messages[-1] and ctl.trainer is None
+    info = ctl.task.export(tmp_path / "scene.ply", resolution=48)
+    assert info["objects"] == 2 and (tmp_path / "scene.ply").is_file()
+    assert dict(ctl.properties())["task"] == "scene"
+    ctl.close(save=False)
