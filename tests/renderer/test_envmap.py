@@ -1,5 +1,5 @@
 """Environment maps: the RGBE (.hdr) reader on hand-made flat and run-length files, malformed
-files, a real map from ../shared/data; pixel geometry, lookup, rotation; SH9 irradiance against
+files, the shipped Venice map; pixel geometry, lookup, rotation; SH9 irradiance against
 closed forms (constant sky, hemisphere) and a brute-force integral, plus a negative control."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from renderer.envmap import (
     write_hdr,
 )
 from renderer.shading import srgb_to_linear
-from tests.conftest import shared_path
 
 HEADER = b"#?RADIANCE\n# hand-made\nFORMAT=32-bit_rle_rgbe\n\n"
 
@@ -212,19 +211,20 @@ def test_write_hdr_rejects_bad_images(tmp_path):
         write_hdr(tmp_path / "a.hdr", np.zeros((2, 8), dtype=np.float32))
 
 
-VENICE = "envmaps/venice_sunset_1k.hdr"
+VENICE = Path(__file__).resolve().parents[2] / "assets" / "envmaps" / "venice_sunset_1k.hdr"
+"""The shipped copy (CC0) of ../shared/data/envmaps/venice_sunset_1k.hdr."""
 
 
-def test_shared_venice_sunset_reads():
-    path = shared_path(VENICE)
+def test_shipped_venice_sunset_reads():
+    path = VENICE
     img = read_hdr(path)
     assert img.shape == (512, 1024, 3) and img.dtype == np.float32
     assert np.all(np.isfinite(img)) and np.all(img > 0)
     assert img.max() > 100.0  # an HDR map: the sun is far brighter than 1
 
 
-def test_shared_venice_sunset_matches_imageio():
-    path = shared_path(VENICE)
+def test_shipped_venice_sunset_matches_imageio():
+    path = VENICE
     iio = pytest.importorskip("imageio.v3")
     try:
         ref = np.asarray(iio.imread(path), dtype=np.float32)
@@ -236,8 +236,8 @@ def test_shared_venice_sunset_matches_imageio():
     np.testing.assert_allclose(ref, img, rtol=0.01, atol=img.max(-1, keepdims=True) / 128)
 
 
-def test_shared_venice_sunset_sh9_irradiance_near_brute_force():
-    env = EnvironmentMap.from_file(shared_path(VENICE))
+def test_shipped_venice_sunset_sh9_irradiance_near_brute_force():
+    env = EnvironmentMap.from_file(VENICE)
     small = EnvironmentMap(  # 8×8 box filter: 64×128, so the brute force stays cheap
         env.radiance.reshape(64, 8, 128, 8, 3).mean(dim=(1, 3))
     )
