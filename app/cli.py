@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Render a run directory, or a scene file (.toml / .json, "
                        "see docs/scenes.md) that places several runs and shapes.")
     r.add_argument("run_dir", help="a run directory or a scene file (.toml / .json)")
-    r.add_argument("--out", required=True, help="FILE.png or FILE.mp4")
+    r.add_argument("--out", required=True,
+                   help="FILE.png, FILE.mp4 or FILE.exr (linear radiance, no tone mapping)")
     r.add_argument("--mode", default=None,
                    help="sdf: shaded, normals, depth, steps, slice; nerf: rgb, depth, normals, "
                    "shaded, opacity; neus: rgb, normals, shaded, depth, opacity, slice "
@@ -112,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--fov", type=float, default=None,
                    help="vertical field of view in degrees (default 40, or the scene file's)")
     r.add_argument("--fps", type=_positive_int, default=24)
+    r.add_argument("--envmap", default=None,
+                   help="relight runs: an equirectangular .hdr (or .png/.jpg) environment map; "
+                   "the camera stays and the map turns once over the frames")
 
     v = sub.add_parser("eval", parents=[common], help="quality metrics as JSON")
     v.add_argument("run_dir")
@@ -293,28 +297,63 @@ def _cmd_render(args) -> int:
 
     out = Path(args.out)
     suffix = out.suffix.lower()
-    if suffix not in (".png", ".mp4", ".jpg", ".jpeg"):
-        raise SystemExit(f"fields-app: error: {out}: --out must end in .png, .jpg or .mp4")
+    if suffix not in (".png", ".mp4", ".jpg", ".jpeg", ".exr"):
+        raise SystemExit(f"fields-app: error: {out}: --out must end in .png, .jpg, .mp4 or "
+                         ".exr")
     frames = args.frames or (48 if suffix == ".mp4" else 1)
+    if suffix == ".exr" and frames != 1:
+        raise SystemExit(f"fields-app: error: {out}: an .exr holds one frame (--frames 1)")
     w, h = args.size
     target = Path(args.run_dir)
+    linear = None
     if target.suffix.lower() in SCENE_SUFFIXES and not target.is_dir():
+        if args.envmap:
+            raise SystemExit("fields-app: error: --envmap: scene files set their lights in the "
+                             "file ([[lights]] type = \"environment\")")
         render, cams = _scene_frames(args, target, frames, w, h)
     else:
         run = load_run(args.run_dir, device=args.device or "cpu")
-        args.mode = args.mode or run.task.render_modes[0]
-        if args.mode not in run.task.render_modes:
-            raise SystemExit(f"fields-app: error: --mode {args.mode!r}: the {run.task.kind} "
-                             f"task renders {', '.join(run.task.render_modes)}")
-        cams = Camera.turntable(frames, _or(args.elevation, 20.0), _or(args.radius, 3.2),
-                                width=w, height=h, fov_y_deg=_or(args.fov, 40.0),
-                                start_azimuth_deg=_or(args.azimuth, 30.0))
-        render = run.render
+        task = run.task
+        if args.envmap and task.kind != "relight":
+            raise SystemExit(f"fields-app: error: --envmap: only relight runs take an "
+                             f"environment map (this is a {task.kind} run)")
+        args.mode = args.mode or ("env" if args.envmap else task.render_modes[0])
+        if args.mode not in task.render_modes:
+            raise SystemExit(f"fields-app: error: --mode {args.mode!r}: the {task.kind} "
+                             f"task renders {', '.join(task.render_modes)}")
+        if args.envmap:  # a fixed camera; the map turns once over the frames
+            cams = Camera.turntable(1, _or(args.elevation, 15.0), _or(args.radius, 3.0),
+                                    width=w, height=h, fov_y_deg=_or(args.fov, 40.0),
+                                    start_azimuth_deg=_or(args.azimuth, 30.0)) * frames
+            render, linear = _relight_frames(task, args.envmap, frames)
+        else:
+            cams = Camera.turntable(frames, _or(args.elevation, 20.0), _or(args.radius, 3.2),
+                                    width=w, height=h, fov_y_deg=_or(args.fov, 40.0),
+                                    start_azimuth_deg=_or(args.azimuth, 30.0))
+            render = run.render
+            if hasattr(task, "render_linear"):
+                linear = lambda cam, mode: task.render_linear(cam, mode)  # noqa: E731
+    if suffix == ".exr":
+        import torch
+
+        from renderer.exr import write_exr
+        from renderer.shading import srgb_to_linear
+
+        if linear is not None:
+            radiance = linear(cams[0], args.mode)
+        else:  # a display image: undo its sRGB encoding (no tone map was applied)
+            radiance = srgb_to_linear(torch.as_tensor(render(cams[0], args.mode))).numpy()
+        write_exr(out, np.asarray(radiance, dtype=np.float32))
+        print(json.dumps({"written": [str(out)], "frames": 1, "size": [w, h],
+                          "mode": args.mode, "linear": True,
+                          "max_radiance": round(float(np.max(radiance)), 6)}))
+        return 0
     from tqdm import tqdm
 
-    images = [render(c, args.mode)
-              for c in tqdm(cams, desc=f"render {args.mode}", disable=frames == 1, file=sys.stderr,
-                        mininterval=0.2 if sys.stderr.isatty() else 10.0)]
+    images = [render(c, args.mode) if not args.envmap else render(c, args.mode, i)
+              for i, c in enumerate(tqdm(cams, desc=f"render {args.mode}", disable=frames == 1,
+                                         file=sys.stderr,
+                                         mininterval=0.2 if sys.stderr.isatty() else 10.0))]
     if suffix == ".mp4":
         save_video(out, images, fps=args.fps)
         frames_dir = out.with_name(out.stem + "_frames")
@@ -328,6 +367,22 @@ def _cmd_render(args) -> int:
     print(json.dumps({"written": written, "frames": frames, "size": [w, h], "mode": args.mode,
                       "mean_intensity": round(float(np.mean(images)), 4)}))
     return 0
+
+
+def _relight_frames(task, envmap_path: str, frames: int):
+    """``(render(camera, mode, i), linear(camera, mode))`` of a relight run under an
+    environment map rotated by ``360°·i/frames`` about +y at frame ``i``."""
+    from renderer.envmap import EnvironmentMap
+
+    env = EnvironmentMap.from_file(envmap_path)
+
+    def render(camera, mode, i=0):
+        return task.render(camera, mode, env_rotation=360.0 * i / frames, envmap=env)
+
+    def linear(camera, mode):
+        return task.render_linear(camera, mode, env_rotation=0.0, envmap=env)
+
+    return render, linear
 
 
 def _or(value, default):

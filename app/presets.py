@@ -15,6 +15,7 @@ from app.tasks.csp import CSPExperiment
 from app.tasks.image import ImageExperiment
 from app.tasks.nerf import NeRFDataConfig, NeRFExperiment
 from app.tasks.neus import NeuSDataConfig, NeuSExperiment
+from app.tasks.relight import RelightExperiment
 from app.tasks.sdf import MeshExportConfig, SDFDataConfig, SDFExperiment, SDFModelConfig
 from fields.encodings.hashgrid import HashGridConfig
 
@@ -73,6 +74,10 @@ def _astronaut_image() -> ImageExperiment:
     return ImageExperiment(preset="astronaut-image", trainer=TrainerConfig(steps=2000, lr=1e-2))
 
 
+def _olat_relight() -> RelightExperiment:
+    return RelightExperiment(preset="olat-relight", trainer=TrainerConfig(steps=1500, lr=1e-2))
+
+
 def _tshirt_csp() -> CSPExperiment:
     return CSPExperiment(preset="tshirt-csp", trainer=TrainerConfig(steps=2000, lr=1e-2))
 
@@ -95,6 +100,9 @@ PRESETS: dict[str, Preset] = {
         Preset("tshirt-csp", "closest-surface-point field of an open surface (default: the "
                "shipped draped cloth; --data ../shared/data/meshes/open/tshirt_ponq.obj)",
                _tshirt_csp),
+        Preset("olat-relight", "relightable appearance (linear in the lights, URHand) from a "
+               "procedural OLAT light stage: 64 lights × 8 views of a bumpy sphere",
+               _olat_relight),
         Preset("astronaut-image", "2-D image field of the shipped 512² astronaut "
                "(--encoding hashgrid|rbf|fourier|siren); ~3–4 min on 2 CPU cores",
                _astronaut_image),

@@ -781,3 +781,33 @@ class EnvironmentMap:
         e = self.irradiance(normals)
         alb = torch.as_tensor(albedo, dtype=e.dtype, device=e.device)
         return alb / math.pi * e
+
+    def light_weights(self, directions: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
+        """The map as intensities of ``n`` directional lights: every pixel's radiance times its
+        solid angle goes to the light nearest its direction (a spherical Voronoi partition),
+        ``I_j = Σ_{pixels in cell j} L(ω)·ΔΩ``.
+
+        Area integration, never point sampling: the total ``Σ_j I_j = ∫ L dω`` is kept exactly,
+        so a sun smaller than a light's cell keeps its energy (URHand's environment lights,
+        with the per-texel solid angle that matches an OLAT light stage's ground truth
+        ``Σ_j I_j·OLAT_j``).
+
+        Args:
+            directions: ``[n, 3]`` light directions (towards the lights; normalised here).
+
+        Returns:
+            ``[n, 3]`` RGB intensities (irradiance at normal incidence).
+
+        Example:
+            >>> env = EnvironmentMap.constant(1.0, height=16)
+            >>> up_down = torch.tensor([[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]])
+            >>> [round(v, 3) for v in env.light_weights(up_down)[:, 0].tolist()]  # 2π each
+            [6.283, 6.283]
+        """
+        dtype = directions.dtype if directions.is_floating_point() else self.radiance.dtype
+        d = torch.nn.functional.normalize(directions.to(dtype), dim=-1)
+        pix = self.direction_of_pixels().reshape(-1, 3).to(d)
+        energy = (self.radiance * self.solid_angles()[..., None]).reshape(-1, 3).to(d)
+        owner = torch.cat([(c @ d.T).argmax(-1) for c in pix.split(1 << 14)])
+        out = torch.zeros(len(d), 3, dtype=d.dtype, device=d.device)
+        return out.index_add_(0, owner, energy)

@@ -56,12 +56,10 @@ later issue) can reuse it with an unsigned keep rule and its own extractor.
 
 from __future__ import annotations
 
-import errno
 import functools
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +72,8 @@ from jaxtyping import Float
 from skimage import measure
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from renderer.files import write_atomically
 
 __all__ = ["MeshResult", "extract_mesh", "export_mesh"]
 
@@ -257,33 +257,7 @@ def export_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> Path:
         )
         data = text.encode("utf-8")
 
-    directory = path.parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as err:
-        raise OSError(
-            err.errno or errno.EACCES,
-            f"cannot write mesh to {str(path)!r}: directory {str(directory)!r} cannot be created "
-            f"or is not writable ({err.strerror or err})",
-            str(path),
-        ) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give the mesh ordinary permissions (or keep the old ones).
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_atomically(path, data, "mesh")
 
 
 # --------------------------------------------------------------------------------------------

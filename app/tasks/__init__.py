@@ -8,13 +8,14 @@ from app.tasks.csp import CSPExperiment, CSPTask
 from app.tasks.image import ImageExperiment, ImageTask
 from app.tasks.nerf import NeRFExperiment, NeRFTask
 from app.tasks.neus import NeuSExperiment, NeuSTask
+from app.tasks.relight import RelightExperiment, RelightTask
 from app.tasks.sdf import SDFExperiment, SDFTask
 
 __all__ = ["Task", "TASKS", "task_class"]
 
 TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask, NeRFTask.kind: NeRFTask,
                                  NeuSTask.kind: NeuSTask, ImageTask.kind: ImageTask,
-                                 CSPTask.kind: CSPTask}
+                                 CSPTask.kind: CSPTask, RelightTask.kind: RelightTask}
 
 
 def task_class(kind: str) -> type[Task]:
@@ -26,4 +27,5 @@ def task_class(kind: str) -> type[Task]:
 
 
 __all__ += ["CSPExperiment", "CSPTask", "ImageExperiment", "ImageTask", "NeRFExperiment",
-            "NeRFTask", "NeuSExperiment", "NeuSTask", "SDFExperiment", "SDFTask"]
+            "NeRFTask", "NeuSExperiment", "NeuSTask", "RelightExperiment", "RelightTask",
+            "SDFExperiment", "SDFTask"]

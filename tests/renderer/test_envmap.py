@@ -472,3 +472,21 @@ def test_constructors_validate():
         gain_sh = float(sky.irradiance(up)[0, 0] - EnvironmentMap.sky(height=height)
                         .irradiance(up)[0, 0])
         assert 1.0 < gain_sh / (100.0 * cap) < 17 / 16
+
+
+def test_light_weights_keep_the_energy_and_land_in_the_right_cells():
+    from datasets.olat import fibonacci_sphere
+
+    env = EnvironmentMap.from_file(VENICE)
+    dirs = fibonacci_sphere(64).double()
+    w = env.light_weights(dirs)
+    total = (env.radiance.double() * env.solid_angles().double()[..., None]).sum((0, 1))
+    assert torch.allclose(w.sum(0), total, rtol=1e-9)  # energy kept exactly (the sun included)
+    # The sun's cell gets most of the energy: its light is the one nearest the brightest pixel.
+    brightest = env.radiance.sum(-1).argmax()
+    sun_dir = env.direction_of_pixels().reshape(-1, 3)[brightest].double()
+    assert w.sum(-1).argmax() == (dirs @ sun_dir).argmax()
+    # Constant map: each light gets its cell's solid angle, about 4π/64.
+    flat = EnvironmentMap.constant(1.0, height=64).light_weights(dirs)[:, 0]
+    assert abs(float(flat.sum()) - 4 * math.pi) < 1e-6
+    assert float(flat.std() / flat.mean()) < 0.15
