@@ -154,13 +154,18 @@ class OLATShape:
     name: str
     distance: Callable[[Tensor], Tensor]
     description: str = ""
+    gradient_fn: Callable[[Tensor], Tensor] | None = None
+    """``∇f`` for distances autograd cannot differentiate (a mesh's exact distance)."""
 
     def normals(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N 3"]:
-        """Unit normals: the normalised autograd gradient of :attr:`distance` at ``x``."""
+        """Unit normals: the normalised gradient of :attr:`distance` at ``x``."""
         return _normalize(self.gradient(x))
 
     def gradient(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N 3"]:
-        """The autograd gradient ``∇f(x)`` (not normalised), computed even under ``no_grad``."""
+        """The autograd gradient ``∇f(x)`` (not normalised), computed even under ``no_grad``
+        (or :attr:`gradient_fn`'s when given)."""
+        if self.gradient_fn is not None:
+            return self.gradient_fn(x)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self.distance(xg).sum(), xg)
@@ -227,11 +232,39 @@ def _capsules_shape() -> OLATShape:
     return OLATShape("capsules", distance, "tripod: union of 3 capsules from a common apex")
 
 
+def _spot_shape() -> OLATShape:
+    """Keenan Crane's spot (the shipped mesh), centred, longest side 1.6: open3d's exact signed
+    distance to the mesh, normals by central differences (h = 1e-3)."""
+    from pathlib import Path
+
+    from datasets.meshes import load_mesh, normalize_mesh
+    from datasets.sdf_samples import MeshDistance
+
+    mesh, _ = normalize_mesh(load_mesh(Path(__file__).resolve().parents[1] / "assets" /
+                                       "meshes" / "spot.obj"))
+    mesh.apply_scale(0.8)
+    dist = MeshDistance(mesh, nsamples=1)
+
+    def distance(x: Tensor) -> Tensor:
+        return dist.signed_distance(x.detach().float()).to(x.dtype)
+
+    def gradient(x: Tensor) -> Tensor:
+        h = 1e-3
+        off = h * torch.eye(3, dtype=x.dtype)
+        pts = torch.cat([x[:, None] + off, x[:, None] - off], 1).reshape(-1, 3)
+        d = distance(pts).reshape(-1, 6)
+        return (d[:, :3] - d[:, 3:]) / (2 * h)
+
+    return OLATShape("spot", distance, "Keenan Crane's spot (shipped mesh), longest side 1.6",
+                     gradient_fn=gradient)
+
+
 SHAPES: dict[str, Callable[[], OLATShape]] = {
     "sphere": _sphere_shape,
     "bumpy": _bumpy_shape,
     "torus": _torus_shape,
     "capsules": _capsules_shape,
+    "spot": _spot_shape,
 }
 """Shape name → constructor. Every shape lies in ``[−1, 1]³`` and is centred near the origin."""
 

@@ -500,7 +500,8 @@ class EnvironmentMap:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> EnvironmentMap:
-        """Load ``.hdr`` (``.pic``, ``.rgbe``) with :func:`read_hdr`, or an 8/16-bit ``.png`` /
+        """Load ``.hdr`` (``.pic``, ``.rgbe``) with :func:`read_hdr`, ``.exr`` with
+        :func:`renderer.exr.read_exr`, or an 8/16-bit ``.png`` /
         ``.jpg`` with imageio, decoded from sRGB to linear (alpha dropped, grey repeated).
 
         Raises:
@@ -511,10 +512,17 @@ class EnvironmentMap:
         suffix = p.suffix.lower()
         if suffix in _HDR_SUFFIXES:
             return cls(read_hdr(p))
+        if suffix == ".exr":  # linear already (renderer.exr: our OpenEXR reader)
+            from renderer.exr import ExrError, read_exr
+
+            try:
+                return cls(read_exr(p)[..., :3])
+            except ExrError as e:
+                raise EnvMapError(str(e)) from e
         if suffix not in _LDR_SUFFIXES:
             raise EnvMapError(
                 f"{p}: unsupported environment-map extension {suffix!r} "
-                f"(want one of {', '.join(_HDR_SUFFIXES + _LDR_SUFFIXES)})"
+                f"(want one of {', '.join(_HDR_SUFFIXES + ('.exr',) + _LDR_SUFFIXES)})"
             )
         if not p.exists():
             raise FileNotFoundError(p)

@@ -52,7 +52,7 @@ class RelightDataConfig:
     """The procedural light stage (``datasets.olat.OLATConfig``) and the batch."""
 
     shape: str = "bumpy"
-    """``sphere``, ``bumpy``, ``torus`` or ``capsules``."""
+    """``sphere``, ``bumpy``, ``torus``, ``capsules`` or ``spot`` (the shipped mesh)."""
     material_seed: int = 0
     n_lights: int = 64
     n_views: int = 8

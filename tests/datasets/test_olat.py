@@ -224,3 +224,18 @@ def test_bad_config_raises_data_error(kwargs: dict, match: str):
         make_olat(OLATConfig(**kwargs))
     with pytest.raises(DataError, match="unknown field"):
         make_olat(colour="red")
+
+
+def test_spot_from_the_shipped_mesh():
+    """The mesh shape: open3d's exact distance, finite-difference normals, self-shadowing."""
+    ds = make_olat(shape="spot", size=24, n_lights=8, n_views=1, held_out_lights=1,
+                   held_out_views=0)
+    hit = ds.hit[0]
+    assert 0.05 < hit.float().mean() < 0.8
+    n = ds.normals[0][hit]
+    assert torch.allclose(n.norm(dim=-1), torch.ones(len(n)), atol=1e-4)
+    # Normals face the camera on visible points.
+    assert ((n * ds.view_dirs[0][hit]).sum(-1) < 0.05).float().mean() > 0.97
+    lit_front = ds.visibility[0][hit] & ((n @ ds.lights.T) > 0.2)
+    shadowed = ~ds.visibility[0][hit] & ((n @ ds.lights.T) > 0.2)
+    assert lit_front.any() and shadowed.any()  # ears and legs cast shadows

@@ -490,3 +490,16 @@ def test_light_weights_keep_the_energy_and_land_in_the_right_cells():
     flat = EnvironmentMap.constant(1.0, height=64).light_weights(dirs)[:, 0]
     assert abs(float(flat.sum()) - 4 * math.pi) < 1e-6
     assert float(flat.std() / flat.mean()) < 0.15
+
+
+def test_exr_environment_maps_load_like_hdr(tmp_path):
+    from renderer.exr import write_exr
+
+    hdr = EnvironmentMap.from_file(VENICE)
+    small = hdr.radiance[::8, ::8].numpy()
+    write_exr(tmp_path / "venice.exr", small)
+    env = EnvironmentMap.from_file(tmp_path / "venice.exr")
+    assert np.array_equal(env.radiance.numpy(), small)  # float32 EXR: exact
+    (tmp_path / "bad.exr").write_bytes(b"not an exr")
+    with pytest.raises(EnvMapError, match="bad.exr"):
+        EnvironmentMap.from_file(tmp_path / "bad.exr")
