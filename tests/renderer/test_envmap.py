@@ -437,7 +437,7 @@ def test_from_file_hdr_and_srgb_png(tmp_path):
 
 def test_from_file_errors(tmp_path):
     with pytest.raises(EnvMapError, match="extension"):
-        EnvironmentMap.from_file(tmp_path / "a.exr")
+        EnvironmentMap.from_file(tmp_path / "a.tga")
     with pytest.raises(FileNotFoundError):
         EnvironmentMap.from_file(tmp_path / "missing.hdr")
     bad = _write(tmp_path, "bad.png", b"not a png")
