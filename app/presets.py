@@ -13,6 +13,7 @@ from app.config import ExperimentConfig, TrainerConfig
 from app.errors import PresetError
 from app.tasks.csp import CSPExperiment
 from app.tasks.image import ImageExperiment
+from app.tasks.naisr import NAISRDataConfig, NAISRExperiment
 from app.tasks.nerf import NeRFDataConfig, NeRFExperiment
 from app.tasks.neus import NeuSDataConfig, NeuSExperiment
 from app.tasks.relight import RelightExperiment
@@ -74,6 +75,16 @@ def _astronaut_image() -> ImageExperiment:
     return ImageExperiment(preset="astronaut-image", trainer=TrainerConfig(steps=2000, lr=1e-2))
 
 
+def _starman_naisr() -> NAISRExperiment:
+    return NAISRExperiment(preset="starman-naisr", data=NAISRDataConfig(source="starman3d"),
+                           trainer=TrainerConfig(steps=2000, lr=3e-4))
+
+
+def _starman2d_naisr() -> NAISRExperiment:
+    return NAISRExperiment(preset="starman2d-naisr", data=NAISRDataConfig(source="starman2d"),
+                           trainer=TrainerConfig(steps=800, lr=3e-4))
+
+
 def _olat_relight() -> RelightExperiment:
     return RelightExperiment(preset="olat-relight", trainer=TrainerConfig(steps=1500, lr=1e-2))
 
@@ -100,6 +111,11 @@ PRESETS: dict[str, Preset] = {
         Preset("tshirt-csp", "closest-surface-point field of an open surface (default: the "
                "shipped draped cloth; --data ../shared/data/meshes/open/tshirt_ponq.obj)",
                _tshirt_csp),
+        Preset("starman-naisr", "NAISR shape atlas of 3-D procedural star-men (covariates: two "
+               "arm angles, leg spread; --data.source FOLDER for meshes + covariates.csv)",
+               _starman_naisr),
+        Preset("starman2d-naisr", "NAISR shape atlas of 2-D star-men (under a minute)",
+               _starman2d_naisr),
         Preset("olat-relight", "relightable appearance (linear in the lights, URHand) from a "
                "procedural OLAT light stage: 64 lights × 8 views of a bumpy sphere",
                _olat_relight),

@@ -165,6 +165,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         raise CheckpointError(f"{ckpt.path}: non-finite weights in {', '.join(bad[:5])}"
                               f"{' …' if len(bad) > 5 else ''} (the run diverged; resume from an "
                               "earlier checkpoint or retrain)")
+    if hasattr(task, "prepare_from_meta"):  # models whose shape depends on the data
+        task.prepare_from_meta(ckpt.meta)
     try:
         task.model.load_state_dict(ckpt.weights)
     except RuntimeError as exc:

@@ -156,6 +156,9 @@ class Siren(nn.Module):
         omega0_first: ω₀ of the first layer only (default ``omega0``): the frequency knob
             FreSh tunes (Kania et al., ICLR 2025; see ``fields.fresh``). The first layer's init
             does not depend on it, so it only scales the input frequencies.
+        first_init: ``"siren"`` (``U(±1/in)``, the SIREN paper) or ``"hidden"`` (the hidden
+            layers' ``U(±√(6/in)/ω₀)`` for the first layer too — NAISR's released template,
+            much smoother at ω₀ = 30).
 
     Example:
         >>> net = Siren(2, 3, hidden_dim=32, num_hidden_layers=2)
@@ -165,9 +168,11 @@ class Siren(nn.Module):
 
     def __init__(
         self, in_dim: int, out_dim: int, hidden_dim: int = 256, num_hidden_layers: int = 3,
-        omega0: float = 30.0, omega0_first: float | None = None,
+        omega0: float = 30.0, omega0_first: float | None = None, first_init: str = "siren",
     ) -> None:
         super().__init__()
+        if first_init not in ("siren", "hidden"):
+            raise ValueError(f"first_init must be 'siren' or 'hidden', got {first_init!r}")
         self.in_dim, self.out_dim = in_dim, out_dim
         self.omega0 = omega0
         self.omega0_first = omega0 if omega0_first is None else omega0_first
@@ -176,7 +181,8 @@ class Siren(nn.Module):
         with torch.no_grad():
             for i, lin in enumerate(self.layers):
                 fan_in = lin.in_features
-                bound = 1.0 / fan_in if i == 0 else math.sqrt(6.0 / fan_in) / omega0
+                first = i == 0 and first_init == "siren"
+                bound = 1.0 / fan_in if first else math.sqrt(6.0 / fan_in) / omega0
                 lin.weight.uniform_(-bound, bound)
 
     def forward(self, x: Float[Tensor, "N I"]) -> Float[Tensor, "N O"]:

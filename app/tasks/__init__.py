@@ -6,6 +6,7 @@ from app.errors import ConfigError
 from app.tasks.base import Task
 from app.tasks.csp import CSPExperiment, CSPTask
 from app.tasks.image import ImageExperiment, ImageTask
+from app.tasks.naisr import NAISRExperiment, NAISRTask
 from app.tasks.nerf import NeRFExperiment, NeRFTask
 from app.tasks.neus import NeuSExperiment, NeuSTask
 from app.tasks.relight import RelightExperiment, RelightTask
@@ -15,7 +16,8 @@ __all__ = ["Task", "TASKS", "task_class"]
 
 TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask, NeRFTask.kind: NeRFTask,
                                  NeuSTask.kind: NeuSTask, ImageTask.kind: ImageTask,
-                                 CSPTask.kind: CSPTask, RelightTask.kind: RelightTask}
+                                 CSPTask.kind: CSPTask, RelightTask.kind: RelightTask,
+                                 NAISRTask.kind: NAISRTask}
 
 
 def task_class(kind: str) -> type[Task]:
@@ -26,6 +28,7 @@ def task_class(kind: str) -> type[Task]:
         raise ConfigError(f"unknown task kind {kind!r}; known: {sorted(TASKS)}") from None
 
 
-__all__ += ["CSPExperiment", "CSPTask", "ImageExperiment", "ImageTask", "NeRFExperiment",
+__all__ += ["CSPExperiment", "CSPTask", "ImageExperiment", "ImageTask", "NAISRExperiment",
+            "NAISRTask", "NeRFExperiment",
             "NeRFTask", "NeuSExperiment", "NeuSTask", "RelightExperiment", "RelightTask",
             "SDFExperiment", "SDFTask"]

@@ -1,0 +1,323 @@
+"""The ``naisr`` task: a shape atlas — a template SDF plus one additive deformation per
+covariate (NAISR, Jiao et al., ICLR 2024) — learnt from a population of shapes with covariates.
+
+Recipe, top to bottom:
+
+1. data (``datasets.population.PopulationData``): the procedural star-man population
+   (``data.source = "starman2d" | "starman3d"``: capsule figures whose covariates each move one
+   limb, subjects with their own thickness/head/scale, several visits) or a user folder of
+   meshes with a ``covariates.csv``; covariates min-max scaled on the training subjects;
+   per shape, surface points with normals and off-surface points with exact signed distances;
+2. field: :class:`fields.naisr.AdditiveDeformationSDF` (SIREN template, one SIREN displacement
+   network per covariate, ``d_i = g_i(p, [c_i, z]) − g_i(p, [0, z])``) and an auto-decoder code
+   per training shape (:class:`fields.naisr.LatentTable`);
+3. loss: :func:`fields.naisr.naisr_losses` (surface, normal, off-surface, eikonal on the shape and
+   on the population prediction ``z = 0``, inverse consistency) + the code regulariser
+   ``2·min(1, step/100)·mean ‖z‖²/D``, on a random batch of training shapes per step;
+4. evaluation: surface fit of training shapes; reconstruction of held-out shapes by optimising
+   only their code; the evolution test (sweeping the left-arm covariate moves the left arm
+   region ≥ 5× more than the rest); transfer (a code fitted on a subject's first visit, with a
+   later visit's covariates, against the covariates-only prediction), by Chamfer distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from app.config import ExperimentConfig
+from app.errors import FieldsAppError
+from app.tasks.base import Task
+from fields.naisr import AdditiveDeformationSDF, LatentTable, naisr_losses
+from renderer.cameras import Camera
+
+__all__ = ["NAISRDataConfig", "NAISRModelConfig", "NAISRExperiment", "NAISRTask"]
+
+
+@dataclass
+class NAISRDataConfig:
+    """The population."""
+
+    source: str = "starman2d"
+    """``starman2d``, ``starman3d`` or a folder of meshes with ``covariates.csv``."""
+    n_subjects: int = 20
+    n_visits: int = 3
+    n_surface: int = 256
+    n_off: int = 128
+    held_out_subjects: int = 4
+    shapes_per_step: int = 8
+    points_per_shape: int = 96
+    """Surface points per shape per step (and half as many off-surface points), drawn from the
+    shape's pool."""
+    seed: int = 0
+
+
+@dataclass
+class NAISRModelConfig:
+    """The atlas."""
+
+    latent_dim: int = 16
+    template_hidden: int = 64
+    template_layers: int = 3
+    deform_hidden: int = 64
+    deform_layers: int = 3
+    omega0: float = 30.0
+    code_lr_factor: float = 10.0
+    """Codes learn this many times faster than the networks (released: 1e-3 vs 5e-5… 1e-4)."""
+
+
+@dataclass
+class NAISRExperiment(ExperimentConfig):
+    """Learn a shape atlas with additive covariate deformations."""
+
+    task: str = "naisr"
+    data: NAISRDataConfig = field(default_factory=NAISRDataConfig)
+    model: NAISRModelConfig = field(default_factory=NAISRModelConfig)
+
+
+class NAISRTask(Task):
+    """The NAISR atlas (module docstring)."""
+
+    kind = "naisr"
+    config_cls = NAISRExperiment
+    render_modes = ("sdf", "template")
+
+    def __init__(self, config: NAISRExperiment, device: torch.device) -> None:
+        super().__init__(config, device)
+        self.config: NAISRExperiment = config
+        self.data = None
+        self.model = nn.ModuleDict()  # built once the data fixes dim, covariates and shapes
+        self._n_cov: int | None = None
+
+    # -- data -----------------------------------------------------------------------------
+    def _load_population(self):
+        d = self.config.data
+        if d.source in ("starman2d", "starman3d"):
+            from datasets.starman import make_starman
+
+            return make_starman(dim=2 if d.source == "starman2d" else 3,
+                                n_subjects=d.n_subjects, n_visits=d.n_visits,
+                                n_surface=d.n_surface, n_off=d.n_off, seed=d.seed,
+                                held_out_subjects=d.held_out_subjects)
+        from app.paths import resolve_input
+        from datasets.population import load_population
+
+        return load_population(resolve_input(d.source), n_surface=d.n_surface, n_off=d.n_off,
+                               seed=d.seed, held_out_subjects=d.held_out_subjects)
+
+    def build(self, dim: int, n_cov: int, n_train: int) -> None:
+        """Create the atlas and the training codes (also when a saved run is reopened)."""
+        m = self.config.model
+        field_ = AdditiveDeformationSDF(dim, n_cov, m.latent_dim,
+                                        template_hidden=m.template_hidden,
+                                        template_layers=m.template_layers,
+                                        deform_hidden=m.deform_hidden,
+                                        deform_layers=m.deform_layers, omega0=m.omega0)
+        self.model = nn.ModuleDict({"field": field_,
+                                    "codes": LatentTable(n_train, m.latent_dim)}).to(self.device)
+        self._n_cov = n_cov
+
+    @property
+    def field(self) -> AdditiveDeformationSDF:
+        if "field" not in self.model:
+            raise FieldsAppError("the naisr atlas is built when its population is loaded")
+        return self.model["field"]
+
+    def setup_data(self) -> None:
+        self.data = self._load_population()
+        pop = self.data
+        if "field" not in self.model:
+            self.build(pop.dim, pop.covariates.shape[1], len(pop.train_index))
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        return [{"params": list(self.model["field"].parameters()), "lr_factor": 1.0},
+                {"params": list(self.model["codes"].parameters()),
+                 "lr_factor": self.config.model.code_lr_factor}]
+
+    def meta(self) -> dict[str, Any]:
+        pop = self.data
+        if pop is None:
+            return {}
+        return {"dim": pop.dim, "covariate_names": list(pop.covariate_names),
+                "n_train": len(pop.train_index), "cov_min": pop.cov_min.tolist(),
+                "cov_max": pop.cov_max.tolist()}
+
+    def prepare_from_meta(self, meta: dict[str, Any]) -> None:
+        """Build the atlas from a checkpoint's meta before its weights are loaded (the shapes
+        of the networks and of the code table depend on the population)."""
+        if meta and "field" not in self.model:
+            self.build(int(meta["dim"]), len(meta["covariate_names"]), int(meta["n_train"]))
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.prepare_from_meta(meta)
+
+    # -- training -------------------------------------------------------------------------
+    def _batch(self, shapes: Tensor, codes: Tensor | None, points: int | None = None):
+        """Stacked points of ``shapes`` with their covariates and codes (``points`` surface
+        points per shape drawn at random, and half as many off-surface ones; all by default)."""
+        pop = self.data
+        dev = self.device
+        surf, nrm = pop.surface[shapes], pop.normals[shapes]      # [S, Ns, d]
+        off, off_sdf = pop.off[shapes], pop.off_sdf[shapes]
+        if points is not None and points < surf.shape[1]:
+            i = torch.randint(surf.shape[1], (points,))
+            j = torch.randint(off.shape[1], (max(1, points // 2),))
+            surf, nrm, off, off_sdf = surf[:, i], nrm[:, i], off[:, j], off_sdf[:, j]
+        surf, nrm, off, off_sdf = surf.to(dev), nrm.to(dev), off.to(dev), off_sdf.to(dev)
+        cov = pop.covariates[shapes].to(dev).float()      # [S, C]
+        s, ns, d = surf.shape
+        no = off.shape[1]
+
+        def rep(t: Tensor, k: int) -> Tensor:
+            return t[:, None, :].expand(-1, k, -1).reshape(s * k, -1)
+
+        z_s = rep(codes, ns) if codes is not None else None
+        z_o = rep(codes, no) if codes is not None else None
+        return (surf.reshape(-1, d), nrm.reshape(-1, d), off.reshape(-1, d),
+                off_sdf.reshape(-1), rep(cov, ns), rep(cov, no), z_s, z_o)
+
+    def training_loss(self, step: int) -> tuple[Tensor, dict[str, float]]:
+        pop = self.data
+        n_train = len(pop.train_index)
+        k = min(self.config.data.shapes_per_step, n_train)
+        rows = torch.randperm(n_train)[:k]
+        shapes = pop.train_index[rows]
+        codes = self.model["codes"](rows.to(self.device))
+        terms = naisr_losses(self.field, *self._batch(shapes, codes,
+                                                      self.config.data.points_per_shape))
+        reg = 2.0 * min(1.0, step / 100.0) * (codes ** 2).sum(-1).mean() / codes.shape[1]
+        loss = terms["total"] + reg
+        return loss, {"surf": terms["surf"].item(), "off": terms["off"].item(),
+                      "surf_pop": terms.get("surf_pop", terms["surf"]).item()}
+
+    # -- using the atlas ------------------------------------------------------------------
+    def surface_error(self, shapes: Tensor, codes: Tensor | None) -> float:
+        """Mean ``|ŝ|`` on the shapes' surface points (0 on the true surface)."""
+        self.field.eval()
+        surf, _, _, _, c_s, _, z_s, _ = self._batch(shapes, codes)
+        with torch.no_grad():
+            return float(self.field.sdf(surf, c_s, z_s).abs().mean())
+
+    def fit_codes(self, shapes: Tensor, steps: int = 200, lr: float = 5e-3,
+                  covariates: Tensor | None = None) -> Tensor:
+        """Auto-decode: optimise only new codes for ``shapes`` (networks frozen), as NAISR's
+        reconstruction (Adam, lr ÷10 half way, ``1e-4·mean z²``)."""
+        self.field.eval()
+        for q in self.field.parameters():
+            q.requires_grad_(False)
+        z = torch.zeros(len(shapes), self.config.model.latent_dim, device=self.device,
+                        requires_grad=True)
+        opt = torch.optim.Adam([z], lr=lr)
+        try:
+            for it in range(steps):
+                if it == steps // 2:
+                    for g in opt.param_groups:
+                        g["lr"] = lr / 10
+                batch = list(self._batch(shapes, z, self.config.data.points_per_shape))
+                if covariates is not None:
+                    ns, no = batch[0].shape[0] // len(shapes), batch[2].shape[0] // len(shapes)
+                    cov = covariates.to(self.device).float()
+                    batch[4] = cov[:, None].expand(-1, ns, -1).reshape(-1, cov.shape[1])
+                    batch[5] = cov[:, None].expand(-1, no, -1).reshape(-1, cov.shape[1])
+                terms = naisr_losses(self.field, *batch, disentangle=False, inverse=False)
+                loss = terms["total"] + 1e-4 * (z ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        finally:
+            for q in self.field.parameters():
+                q.requires_grad_(True)
+        return z.detach()
+
+    def evolution_ratio(self, covariate: int = 0, part: int = 2, steps: int = 5) -> float:
+        """Sweep one covariate over ``[−1, 1]`` with the others at 0 and ``z = 0``: mean ``‖d_i‖``
+        on surface points of ``part`` (labels from the data; 2 = left arm) over the mean
+        elsewhere."""
+        pop = self.data
+        if getattr(pop, "parts", None) is None:
+            raise FieldsAppError("this population has no part labels (procedural star-men do)")
+        self.field.eval()
+        inside, outside = [], []
+        with torch.no_grad():
+            for v in torch.linspace(-1, 1, steps).tolist():
+                pts = pop.surface[pop.train_index].reshape(-1, pop.dim).to(self.device)
+                lab = pop.parts[pop.train_index].reshape(-1).to(self.device)
+                c = torch.zeros(pop.covariates.shape[1], device=self.device)
+                c[covariate] = v
+                d = self.field.displacements(pts, c, None)[covariate].norm(dim=-1)
+                inside.append(d[lab == part].mean())
+                outside.append(d[lab != part].mean())
+        return float(torch.stack(inside).mean() / torch.stack(outside).mean().clamp_min(1e-12))
+
+    def default_camera(self, width: int = 256, height: int = 256) -> Camera:
+        return Camera.orbit(0.0, 10.0, 3.0, width=width, height=height, fov_y_deg=40.0)
+
+    def render(self, camera: Camera, mode: str = "sdf", *,
+               background: tuple[float, float, float] | None = None,
+               light_dir: tuple[float, float, float] | None = None,
+               covariates: Tensor | None = None) -> np.ndarray:
+        """2-D: the SDF over ``[−1, 1]²`` (blue inside, orange outside, iso-bands, the zero
+        line); 3-D: the zero level set sphere-traced. ``sdf`` uses ``covariates`` (default 0)
+        and ``z = 0``; ``template`` is ``T`` alone."""
+        if mode not in self.render_modes:
+            raise FieldsAppError(f"unknown render mode {mode!r}; naisr renders "
+                                 f"{self.render_modes}")
+        f = self.field
+        f.eval()
+        c = torch.zeros(f.n_cov) if covariates is None else torch.as_tensor(covariates).float()
+
+        def sdf(x: Tensor) -> Tensor:
+            with torch.no_grad():
+                return f.template_sdf(x) if mode == "template" else f.sdf(x, c.to(x), None)
+
+        if f.dim == 2:
+            h, w = camera.height, camera.width
+            ys, xs = torch.meshgrid(torch.linspace(1, -1, h), torch.linspace(-1, 1, w),
+                                    indexing="ij")
+            v = sdf(torch.stack([xs, ys], -1).reshape(-1, 2)).reshape(h, w)
+            inside = torch.tensor([0.25, 0.45, 0.85])
+            outside = torch.tensor([0.95, 0.6, 0.25])
+            base = torch.where((v < 0)[..., None], inside, outside)
+            bands = 0.85 + 0.15 * torch.cos(v * 60.0)[..., None]
+            img = base * bands
+            img[v.abs() < 0.01] = 0.0
+            return img.clamp(0, 1).numpy()
+        from renderer.surface import render_surface
+
+        return render_surface(sdf, camera, "shaded",
+                              background=background or (1.0, 1.0, 1.0),
+                              light_dir=light_dir).image.numpy()
+
+    def properties(self) -> dict[str, Any]:
+        p = super().properties()
+        if self.data is not None:
+            p.update({"shapes": int(self.data.covariates.shape[0]),
+                      "covariates": ", ".join(self.data.covariate_names),
+                      "dim": self.data.dim})
+        return p
+
+    def evaluate(self, **_: Any) -> dict[str, Any]:
+        """Fit, reconstruction, evolution and transfer numbers (module docstring)."""
+        if self.data is None:
+            self.setup_data()
+        pop = self.data
+        out: dict[str, Any] = {"shapes": int(pop.covariates.shape[0]),
+                               "train_shapes": len(pop.train_index)}
+        codes = self.model["codes"](torch.arange(len(pop.train_index), device=self.device))
+        out["train_surface_error"] = self.surface_error(pop.train_index, codes.detach())
+        out["train_surface_error_population"] = self.surface_error(pop.train_index, None)
+        if len(pop.test_index):
+            test = pop.test_index
+            before = self.surface_error(test, None)
+            z = self.fit_codes(test, steps=200)
+            after = self.surface_error(test, z)
+            out.update({"heldout_surface_error_z0": before,
+                        "heldout_surface_error_fitted": after,
+                        "heldout_reduction": 1.0 - after / max(before, 1e-12)})
+        if getattr(pop, "parts", None) is not None:
+            out["evolution_left_arm_ratio"] = self.evolution_ratio(0, 2)
+        return out
