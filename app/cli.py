@@ -142,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="S, spectrum bins compared (default 64)")
     f.add_argument("--json", help="also write the table and both spectra here")
 
+    ev = sub.add_parser("evolve", parents=[common],
+                        help="naisr runs: an image strip of one covariate swept over [-1, 1]")
+    ev.add_argument("run_dir")
+    ev.add_argument("--covariate", required=True, help="the covariate's name or index")
+    ev.add_argument("--out", required=True, help="FILE.png")
+    ev.add_argument("--steps", type=_positive_int, default=5, help="values in [-1, 1] (5)")
+    ev.add_argument("--size", type=_positive_int, default=160, help="pixels per frame (160)")
+
     sub.add_parser("presets", parents=[common], help="list the presets")
     for name in ("view", "viewer"):
         w = sub.add_parser(name, parents=[common], help="the desktop viewer (default command)"
@@ -412,6 +420,27 @@ def _scene_frames(args, path: Path, frames: int, w: int, h: int):
     return render, cams
 
 
+def _cmd_evolve(args) -> int:
+    from app.imaging import save_image
+    from app.run import load_run
+
+    run = load_run(args.run_dir, device=args.device or "cpu")
+    task = run.task
+    if task.kind != "naisr":
+        raise SystemExit(f"fields-app: error: evolve: {args.run_dir} is a {task.kind} run; "
+                         "covariate sweeps need a naisr run")
+    names = task.covariate_names()
+    key = args.covariate
+    index = int(key) if key.isdigit() else (names.index(key) if key in names else -1)
+    if not 0 <= index < len(names):
+        raise SystemExit(f"fields-app: error: --covariate {key!r}: choose one of "
+                         f"{', '.join(names)} (or 0…{len(names) - 1})")
+    strip = task.evolution_strip(index, steps=args.steps, size=args.size)
+    save_image(Path(args.out), strip)
+    print(json.dumps({"written": [args.out], "covariate": names[index], "steps": args.steps}))
+    return 0
+
+
 def _cmd_eval(args) -> int:
     from app.config import save_json_atomic
     from app.run import load_run
@@ -500,6 +529,7 @@ def _dispatch(parser, args, argv, extra) -> int:
         if args.command == "train":
             return _cmd_train(args, extra)
         return {"export": _cmd_export, "render": _cmd_render, "eval": _cmd_eval,
+                "evolve": _cmd_evolve,
                 "fresh": _cmd_fresh, "presets": _cmd_presets, "viewer": _cmd_viewer,
                 "view": _cmd_viewer}[args.command](args)
     except KeyboardInterrupt:

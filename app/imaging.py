@@ -31,13 +31,20 @@ def _tmp_for(path: Path) -> str:
     return tmp
 
 
+def _publish(tmp: str | Path, path: Path) -> None:
+    """Give the finished temporary file ordinary permissions (``mkstemp`` makes it 0600; keep
+    the mode of a file it replaces) and move it over ``path``."""
+    os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    os.replace(tmp, path)
+
+
 def save_image(path: str | Path, img: np.ndarray) -> Path:
     """Write a PNG/JPEG (format from the extension) atomically."""
     path = Path(path)
     tmp = _tmp_for(path)
     try:
         imageio.imwrite(tmp, to_uint8(img))
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
@@ -55,7 +62,7 @@ def save_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = 24) ->
                 h, w = f8.shape[:2]
                 f8 = np.pad(f8, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
                 writer.append_data(f8)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path

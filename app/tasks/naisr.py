@@ -138,6 +138,12 @@ class NAISRTask(Task):
                 {"params": list(self.model["codes"].parameters()),
                  "lr_factor": self.config.model.code_lr_factor}]
 
+    def covariate_names(self) -> list[str]:
+        """The covariates' names (from the data, or a reopened run's meta)."""
+        if self.data is not None:
+            return list(self.data.covariate_names)
+        return list(getattr(self, "_meta_names", []))
+
     def meta(self) -> dict[str, Any]:
         pop = self.data
         if pop is None:
@@ -151,6 +157,8 @@ class NAISRTask(Task):
         of the networks and of the code table depend on the population)."""
         if meta and "field" not in self.model:
             self.build(int(meta["dim"]), len(meta["covariate_names"]), int(meta["n_train"]))
+        if meta:
+            self._meta_names = list(meta.get("covariate_names", []))
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.prepare_from_meta(meta)
@@ -253,6 +261,78 @@ class NAISRTask(Task):
                 outside.append(d[lab != part].mean())
         return float(torch.stack(inside).mean() / torch.stack(outside).mean().clamp_min(1e-12))
 
+    def surface_points(self, c: Tensor, z: Tensor | None, resolution: int = 128) -> Tensor:
+        """Points on the zero level set of ``s(·; c, z)``: marching squares (2-D, ``resolution``²)
+        or marching cubes (3-D, ``resolution // 2``³) of the field on ``[−1, 1]^d``."""
+        f = self.field
+        f.eval()
+        c = c.to(self.device).float()
+
+        def sdf(x: Tensor) -> Tensor:
+            with torch.no_grad():
+                return f.sdf(x, c, None if z is None else z.to(self.device))
+
+        if f.dim == 2:
+            from skimage import measure
+
+            n = resolution
+            g = torch.linspace(-1, 1, n)
+            ys, xs = torch.meshgrid(g, g, indexing="ij")
+            v = sdf(torch.stack([xs, ys], -1).reshape(-1, 2)).reshape(n, n).cpu().numpy()
+            lines = measure.find_contours(v, 0.0)
+            if not lines:
+                return torch.zeros(0, 2)
+            rc = np.concatenate(lines)
+            return torch.from_numpy(rc[:, ::-1].copy()).float() * (2.0 / (n - 1)) - 1.0
+        from renderer.meshing import extract_mesh
+
+        mesh = extract_mesh(sdf, resolution=max(16, resolution // 2)).mesh
+        return torch.from_numpy(np.asarray(mesh.vertices)).float()
+
+    def transfer(self, subject: int) -> dict[str, float]:
+        """NAISR's patient-specific prediction: fit a code on the subject's first visit, then
+        predict every later visit from that code and the visit's covariates; Chamfer distance
+        (mean nearest-neighbour distance, both directions, summed) to the visit's true surface
+        points, against the covariates-only prediction (``z = 0``)."""
+        from scipy.spatial import cKDTree
+
+        pop = self.data
+        rows = (pop.subject == subject).nonzero().squeeze(1)
+        rows = rows[torch.argsort(pop.visit[rows])]
+        if len(rows) < 2:
+            raise FieldsAppError(f"subject {subject} has a single visit: nothing to predict")
+        z = self.fit_codes(rows[:1], steps=200)[0]
+
+        def chamfer(pred: Tensor, truth: Tensor) -> float:
+            if len(pred) == 0:
+                return float("inf")
+            a, b = pred.numpy(), truth.numpy()
+            return float(cKDTree(b).query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
+
+        with_code, population = [], []
+        for r in rows[1:].tolist():
+            truth = pop.surface[r]
+            c = pop.covariates[r]
+            with_code.append(chamfer(self.surface_points(c, z), truth))
+            population.append(chamfer(self.surface_points(c, None), truth))
+        return {"chamfer_transfer": float(np.mean(with_code)),
+                "chamfer_covariates_only": float(np.mean(population))}
+
+    def evolution_strip(self, covariate: int, steps: int = 5, size: int = 128,
+                        z: Tensor | None = None) -> np.ndarray:
+        """Renders of the shape as one covariate sweeps ``[−1, 1]`` (the others 0), side by
+        side: ``[size, steps·size, 3]``."""
+        n = self.field.n_cov
+        if not 0 <= covariate < n:
+            raise FieldsAppError(f"covariate must be in 0…{n - 1}, got {covariate}")
+        cam = Camera.orbit(0.0, 10.0, 3.0, width=size, height=size, fov_y_deg=40.0)
+        frames = []
+        for v in np.linspace(-1, 1, steps):
+            c = torch.zeros(n)
+            c[covariate] = float(v)
+            frames.append(self.render(cam, "sdf", covariates=c))
+        return np.concatenate(frames, axis=1)
+
     def default_camera(self, width: int = 256, height: int = 256) -> Camera:
         return Camera.orbit(0.0, 10.0, 3.0, width=width, height=height, fov_y_deg=40.0)
 
@@ -320,4 +400,11 @@ class NAISRTask(Task):
                         "heldout_reduction": 1.0 - after / max(before, 1e-12)})
         if getattr(pop, "parts", None) is not None:
             out["evolution_left_arm_ratio"] = self.evolution_ratio(0, 2)
+        subjects = torch.unique(pop.subject[pop.test_index]).tolist()
+        transfers = [self.transfer(s) for s in subjects
+                     if int((pop.subject == s).sum()) > 1]
+        if transfers:
+            out["chamfer_transfer"] = float(np.mean([t["chamfer_transfer"] for t in transfers]))
+            out["chamfer_covariates_only"] = float(np.mean(
+                [t["chamfer_covariates_only"] for t in transfers]))
         return out
