@@ -92,6 +92,12 @@ class NAISRTask(Task):
         self.data = None
         self.model = nn.ModuleDict()  # built once the data fixes dim, covariates and shapes
         self._n_cov: int | None = None
+        d = config.data
+        if d.source in ("starman2d", "starman3d") and 0 <= d.held_out_subjects < d.n_subjects:
+            # The procedural population's layout is known before it is generated: build now,
+            # so that an untrained atlas renders (the viewer) before any data is loaded.
+            self.build(2 if d.source == "starman2d" else 3, 3,
+                       (d.n_subjects - d.held_out_subjects) * d.n_visits)
 
     # -- data -----------------------------------------------------------------------------
     def _load_population(self):
@@ -132,6 +138,13 @@ class NAISRTask(Task):
         pop = self.data
         if "field" not in self.model:
             self.build(pop.dim, pop.covariates.shape[1], len(pop.train_index))
+        elif (self.field.dim, self.field.n_cov, self.model["codes"].codes.num_embeddings) != (
+                pop.dim, pop.covariates.shape[1], len(pop.train_index)):
+            raise FieldsAppError(
+                f"the population ({pop.dim}-D, {pop.covariates.shape[1]} covariates, "
+                f"{len(pop.train_index)} training shapes) does not match the atlas built for it "
+                f"({self.field.dim}-D, {self.field.n_cov}, "
+                f"{self.model['codes'].codes.num_embeddings})")
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         return [{"params": list(self.model["field"].parameters()), "lr_factor": 1.0},

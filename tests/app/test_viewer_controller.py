@@ -125,9 +125,11 @@ def test_render_settings_change_the_image(ctl):
 def test_every_task_opens_and_renders_its_modes(tmp_path):
     root = spot_blender_dataset(tmp_path / "spot", n_train=2, n_test=1, size=12)
     for preset in ("spot-sdf", "spot-nerf", "spot-neus", "astronaut-image", "tshirt-csp",
-                   "olat-relight"):
+                   "olat-relight", "starman2d-naisr", "starman-naisr"):
         cfg = _tiny_sdf() if preset == "spot-sdf" else get_preset(preset)
-        if preset == "olat-relight":
+        if preset.endswith("naisr"):
+            cfg.model.template_hidden = cfg.model.deform_hidden = 16
+        elif preset == "olat-relight":
             cfg.data.n_lights, cfg.data.n_views, cfg.data.size = 8, 2, 16
         elif preset == "tshirt-csp":  # the shipped open cloth
             cfg.data.n_surface, cfg.data.n_near, cfg.data.n_uniform = 2000, 4000, 400
