@@ -151,6 +151,29 @@ class NAISRTask(Task):
                 {"params": list(self.model["codes"].parameters()),
                  "lr_factor": self.config.model.code_lr_factor}]
 
+    # -- viewer controls: one slider per covariate ---------------------------------------
+    def sliders(self) -> list[tuple[str, float, float, float]]:
+        """``(name, value, low, high)`` of the covariate sliders the viewer shows; renders use
+        these values (``z = 0``: the population atlas)."""
+        names = self.covariate_names() or [f"c{i}" for i in range(self.field.n_cov)]
+        values = self._view_covariates()
+        return [(n, float(v), -1.0, 1.0) for n, v in zip(names, values.tolist())]
+
+    def set_slider(self, name: str, value: float) -> None:
+        """Set one covariate of the rendered shape (the viewer's slider)."""
+        names = [s[0] for s in self.sliders()]
+        if name not in names:
+            raise FieldsAppError(f"no covariate slider {name!r}; the sliders are {names}")
+        values = self._view_covariates().clone()
+        values[names.index(name)] = float(value)
+        self.view_covariates = values
+
+    def _view_covariates(self) -> Tensor:
+        values = getattr(self, "view_covariates", None)
+        if values is None or len(values) != self.field.n_cov:
+            values = torch.zeros(self.field.n_cov)
+        return values
+
     def covariate_names(self) -> list[str]:
         """The covariates' names (from the data, or a reopened run's meta)."""
         if self.data is not None:
@@ -354,14 +377,15 @@ class NAISRTask(Task):
                light_dir: tuple[float, float, float] | None = None,
                covariates: Tensor | None = None) -> np.ndarray:
         """2-D: the SDF over ``[−1, 1]²`` (blue inside, orange outside, iso-bands, the zero
-        line); 3-D: the zero level set sphere-traced. ``sdf`` uses ``covariates`` (default 0)
-        and ``z = 0``; ``template`` is ``T`` alone."""
+        line); 3-D: the zero level set sphere-traced. ``sdf`` uses ``covariates`` (default: the
+        viewer's sliders, 0 until moved) and ``z = 0``; ``template`` is ``T`` alone."""
         if mode not in self.render_modes:
             raise FieldsAppError(f"unknown render mode {mode!r}; naisr renders "
                                  f"{self.render_modes}")
         f = self.field
         f.eval()
-        c = torch.zeros(f.n_cov) if covariates is None else torch.as_tensor(covariates).float()
+        c = (self._view_covariates() if covariates is None
+             else torch.as_tensor(covariates).float())
 
         def sdf(x: Tensor) -> Tensor:
             with torch.no_grad():

@@ -795,6 +795,24 @@ class ViewerController:
             rows.append((k, str(v)))
         return rows
 
+    def task_sliders(self) -> list[tuple[str, float, float, float]]:
+        """``(name, value, low, high)`` of the current task's own sliders (e.g. a naisr atlas's
+        covariates); empty for tasks without any."""
+        sliders = getattr(self.task, "sliders", None)
+        if sliders is None:
+            return []
+        try:
+            return list(sliders())
+        except Exception:  # noqa: BLE001 - e.g. an atlas not built yet: no sliders to show
+            return []
+
+    def set_task_slider(self, name: str, value: float) -> None:
+        """Move one of the task's sliders; the view re-renders (on the engine thread)."""
+        def go() -> None:
+            self.task.set_slider(name, float(value))
+            self._field_changed()
+        self._submit("slider", go)
+
     def fresh_spectra(self) -> dict[str, Any] | None:
         """What the "FreSh spectra" panel plots, or None when the current task ran no FreSh
         search (it is not an image task, ``model.fresh`` is off, or the data — and with it the

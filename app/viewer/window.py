@@ -56,6 +56,7 @@ class ViewerWindow:
         self._last_properties = 0.0
         self._task_id: int | None = None
         self._fresh_key: tuple[Any, ...] | None = None
+        self._slider_names: list[str] = []
         self._message_count = -1
         self.frame_times: list[float] = []
         """Seconds of UI-thread work per frame (input, widget updates, drawing; no pacing)."""
@@ -78,6 +79,9 @@ class ViewerWindow:
                     dpg.add_text("", tag="status", wrap=PANEL_WIDTH - 20)
                     self._build_training()
                     self._build_fresh()
+                    with dpg.collapsing_header(label="Task controls", tag="task_header",
+                                               default_open=True, show=False):
+                        dpg.add_group(tag="task_sliders")
                     self._build_render()
                     self._build_camera()
                     self._build_export()
@@ -311,6 +315,18 @@ class ViewerWindow:
         can_export = type(task).export is not Task.export
         dpg.configure_item("btn_export", enabled=can_export)
         self._update_fresh()
+        self._build_task_sliders()
+
+    def _build_task_sliders(self) -> None:
+        """One slider per entry of the task's ``sliders()`` (e.g. a naisr atlas's covariates)."""
+        dpg.delete_item("task_sliders", children_only=True)
+        sliders = self.ctl.task_sliders()
+        dpg.configure_item("task_header", show=bool(sliders))
+        self._slider_names = [name for name, *_ in sliders]
+        for name, value, low, high in sliders:
+            dpg.add_slider_float(label=name, default_value=value, min_value=low, max_value=high,
+                                 width=200, parent="task_sliders", tag=f"task_slider_{name}",
+                                 callback=lambda s, v, n=name: self.ctl.set_task_slider(n, v))
 
     def _update_slow(self) -> None:
         """Text, plots, properties: a few times a second is plenty."""
@@ -371,6 +387,8 @@ class ViewerWindow:
         if time.perf_counter() - self._last_properties > 1.0:  # task.properties() costs more
             self._update_properties()
             self._update_fresh()  # appears once training loads the data (the search runs then)
+            if not self._slider_names and self.ctl.task_sliders():
+                self._build_task_sliders()  # e.g. an atlas built when its data loaded
             self._last_properties = time.perf_counter()
         self._update_messages()
 
