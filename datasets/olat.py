@@ -63,7 +63,8 @@ from renderer.sphere_trace import sphere_trace
 
 __all__ = [
     "fibonacci_sphere", "fibonacci_cell_solid_angle", "OLATShape", "SHAPES", "make_shape",
-    "OLATMaterial", "make_material", "shade", "OLATConfig", "OLATDataset", "make_olat",
+    "OLATMaterial", "make_material", "shade", "shadow_visibility", "OLATConfig", "OLATDataset",
+    "make_olat",
 ]
 
 BOX: tuple[float, ...] = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
@@ -640,7 +641,7 @@ class OLATDataset:
         with torch.no_grad():
             pix = self.hit[view].reshape(-1).nonzero().squeeze(1)
             p, n = self.points[view].reshape(-1, 3)[pix], self.normals[view].reshape(-1, 3)[pix]
-            vis = _visibility(self.shape, p, n, dirs, self.config.shadow_offset)
+            vis = shadow_visibility(self.shape, p, n, dirs, self.config.shadow_offset)
             rad = shade(n, self.view_dirs[view].reshape(-1, 3)[pix],
                         self.albedo[view].reshape(-1, 3)[pix],
                         self.specular[view].reshape(-1)[pix],
@@ -669,7 +670,7 @@ class OLATDataset:
             return torch.einsum("vlhwc,lc->vhwc", self.olat, w)
 
 
-def _visibility(
+def shadow_visibility(
     shape: OLATShape, points: Tensor, normals: Tensor, lights: Tensor, offset: float
 ) -> Tensor:
     """``[M, K]`` bool: the shadow ray from ``x + ε·n`` along each light escapes the box.
@@ -736,7 +737,7 @@ def make_olat(config: OLATConfig | None = None, **overrides: object) -> OLATData
             pix = tr.hit.nonzero().squeeze(1)
             p, n, d = tr.points[pix], tr.normals[pix], rays_d[pix]
             rho, ks, s = material.albedo(p), material.specular_albedo(p), material.exponent(p)
-            vis = _visibility(shape, p, n, lights, config.shadow_offset)
+            vis = shadow_visibility(shape, p, n, lights, config.shadow_offset)
             rad = shade(n, d, rho, ks, s, material.wrap, lights, vis)  # [M, L, 3]
             hit[v], points[v, pix], normals[v, pix] = tr.hit, p, n
             view_dirs[v] = rays_d

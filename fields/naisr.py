@@ -184,7 +184,7 @@ def naisr_losses(model: AdditiveDeformationSDF, surface: Tensor, normals: Tensor
     w = {"surf": 300.0, "normal": 100.0, "off": 1000.0, "eik": 100.0, "inv": 10.0}
     w.update(weights or {})
     ns, no = surface.shape[0], off.shape[0]
-    dim, latent = surface.shape[1], model.latent_dim
+    latent = model.latent_dim
     z_s = surface.new_zeros(ns, latent) if z_surf is None else z_surf.expand(ns, -1)
     z_o = off.new_zeros(no, latent) if z_off is None else z_off.expand(no, -1)
     pts, cov, codes = [surface, off], [c_surf.expand(ns, -1), c_off.expand(no, -1)], [z_s, z_o]
@@ -217,6 +217,5 @@ def naisr_losses(model: AdditiveDeformationSDF, surface: Tensor, normals: Tensor
         p = x[:ns]
         out["inv"] = model.inverse_residual(p, c_all[:ns], z_all[:ns], d[:, :ns]).mean()
         total = total + w["inv"] * out["inv"]
-    del dim
     out["total"] = total
     return out

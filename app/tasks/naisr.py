@@ -286,10 +286,10 @@ class NAISRTask(Task):
             raise FieldsAppError("this population has no part labels (procedural star-men do)")
         self.field.eval()
         inside, outside = [], []
+        pts = pop.surface[pop.train_index].reshape(-1, pop.dim).to(self.device)
+        lab = pop.parts[pop.train_index].reshape(-1).to(self.device)
         with torch.no_grad():
             for v in torch.linspace(-1, 1, steps).tolist():
-                pts = pop.surface[pop.train_index].reshape(-1, pop.dim).to(self.device)
-                lab = pop.parts[pop.train_index].reshape(-1).to(self.device)
                 c = torch.zeros(pop.covariates.shape[1], device=self.device)
                 c[covariate] = v
                 d = self.field.displacements(pts, c, None)[covariate].norm(dim=-1)

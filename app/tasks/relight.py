@@ -125,7 +125,6 @@ class RelightTask(Task):
                                            light_hidden=m.light_hidden,
                                            physical=m.physical).to(device)
         self.shape = make_shape(config.data.shape)
-        self.lights = None
         self.data: OLATDataset | None = None
         self._envmap = None
         self._samples: Tensor | None = None
@@ -139,7 +138,6 @@ class RelightTask(Task):
 
     def setup_data(self) -> None:
         self.data = make_olat(self.olat_config())
-        self.lights = self.data.lights
         ds = self.data
         # Training pixels: (view, flat pixel) of every hit in the training views.
         hits = ds.hit[ds.train_views].reshape(len(ds.train_views), -1)
@@ -188,18 +186,20 @@ class RelightTask(Task):
             self._envmap = EnvironmentMap.from_file(resolve_input(self.config.data.envmap))
         return self._envmap
 
-    def env_weights(self, rotation_deg: float = 0.0, envmap=None) -> Tensor:
-        """The map (rotated about +y) as intensities of the light basis; scaled so that a
-        white Lambertian surface facing the brightest direction would get radiance ~1."""
+    def light_dirs(self) -> Tensor:
+        """The light basis: the light stage's Fibonacci directions (no data needed)."""
         from datasets.olat import fibonacci_sphere
 
+        return self.data.lights if self.data is not None else fibonacci_sphere(
+            self.config.data.n_lights)
+
+    def env_weights(self, rotation_deg: float = 0.0, envmap=None) -> Tensor:
+        """The map (rotated about +y) integrated onto the light basis
+        (:meth:`renderer.envmap.EnvironmentMap.light_weights`): ``[L, 3]`` intensities."""
         env = envmap or self.environment()
         if rotation_deg:
             env = env.rotated(rotation_deg)
-        lights = self.lights if self.lights is not None else fibonacci_sphere(
-            self.config.data.n_lights)
-        w = env.light_weights(lights.double()).float()
-        return w
+        return env.light_weights(self.light_dirs().double()).float()
 
     # -- rendering ------------------------------------------------------------------------
     def default_camera(self, width: int = 256, height: int = 256) -> Camera:
@@ -217,9 +217,10 @@ class RelightTask(Task):
                 "v": rays_d[pix]}
 
     def _visibility(self, x: Tensor, n: Tensor, dirs: Tensor) -> Tensor:
-        from datasets.olat import _visibility
+        """Hard shadows of novel views and lights, traced as the light stage traces them."""
+        from datasets.olat import shadow_visibility
 
-        return _visibility(self.shape, x, n, dirs, 2e-3).float()
+        return shadow_visibility(self.shape, x, n, dirs, OLATConfig.shadow_offset).float()
 
     @torch.no_grad()
     def render_linear(self, camera: Camera, mode: str = "env", *,
@@ -243,10 +244,7 @@ class RelightTask(Task):
                 val = self.model.weights(x, n, v)["albedo"]
             else:
                 if mode == "env":
-                    from datasets.olat import fibonacci_sphere
-
-                    dirs = (self.lights if self.lights is not None else
-                            fibonacci_sphere(self.config.data.n_lights))
+                    dirs = self.light_dirs()
                     inten = self.env_weights(env_rotation, envmap)
                 else:
                     if light_dir is None:

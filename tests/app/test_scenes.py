@@ -19,22 +19,16 @@ from app.run import load_run, train
 from app.scene_file import load_scene
 from renderer.cameras import Camera
 from renderer.scene import Scene, sphere
+from tests.conftest import tiny_sdf_config
 
 ROOT = Path(__file__).resolve().parents[2]
-SPOT = ROOT / "assets" / "meshes" / "spot.obj"
 
 
 @cache
 def _runs(root: str) -> dict[str, Path]:
     """A tiny spot SDF and a tiny CSP fit of the shipped cloth, trained once per session."""
     root_p = Path(root)
-    sdf = get_preset("spot-sdf")
-    sdf.data.path = str(SPOT)
-    sdf.data.n_surface, sdf.data.n_near, sdf.data.n_uniform = 4000, 8000, 2000
-    sdf.data.batch_size = 2048
-    sdf.model.encoding = type(sdf.model.encoding)(num_levels=6, log2_hashmap_size=12,
-                                                  base_resolution=8, max_resolution=64)
-    sdf.trainer.steps = 150
+    sdf = tiny_sdf_config(steps=150, batch_size=2048)
     csp = get_preset("tshirt-csp")
     csp.data.n_surface, csp.data.n_near, csp.data.n_uniform = 8000, 16000, 2000
     csp.data.batch_size = 2048

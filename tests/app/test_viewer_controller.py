@@ -17,19 +17,11 @@ from app.viewer.controller import LEVELS
 from datasets.synthetic import spot_blender_dataset
 from renderer.cameras import Camera
 from renderer.surface import default_light_dir
-from tests.conftest import SPOT
+from tests.conftest import tiny_sdf_config
 
 
 def _tiny_sdf():
-    cfg = get_preset("spot-sdf")
-    cfg.data.path = str(SPOT)
-    cfg.data.n_surface, cfg.data.n_near, cfg.data.n_uniform = 4000, 8000, 2000
-    cfg.data.batch_size = 1024
-    cfg.model.encoding = type(cfg.model.encoding)(num_levels=6, log2_hashmap_size=12,
-                                                  base_resolution=8, max_resolution=64)
-    cfg.trainer.steps = 40
-    cfg.trainer.checkpoint_every = 1000
-    return cfg
+    return tiny_sdf_config(steps=40, batch_size=1024)
 
 
 @pytest.fixture
