@@ -92,7 +92,9 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -
     for key, value in tensors.items():
         if not key.startswith("state."):
             continue
-        _, pid, name = key.split(".", 2)
+        _, pid, name = key.split(".", 2) if key.count(".") >= 2 else ("", "", "")
+        if not (pid.isdecimal() and pid.isascii() and name):
+            raise ValueError(f"optimizer tensor {key!r} is not named state.<index>.<name>")
         state.setdefault(int(pid), {})[name] = value
     for g in groups:
         if "betas" in g and isinstance(g["betas"], list):
@@ -155,6 +157,8 @@ def _prune(ckpt_root: Path, keep: int, current: str) -> None:
             shutil.rmtree(ckpt_root / old, ignore_errors=True)
     for stale in ckpt_root.glob(".step-*"):  # temp dirs of killed writers
         shutil.rmtree(stale, ignore_errors=True)
+    for stale in ckpt_root.glob(".latest.*.tmp"):  # pointer temp files of killed writers
+        stale.unlink(missing_ok=True)
 
 
 def _candidates(run_dir: Path) -> list[Path]:
@@ -162,8 +166,14 @@ def _candidates(run_dir: Path) -> list[Path]:
     out: list[Path] = []
     latest = root / "latest"
     if latest.is_file():
-        name = latest.read_text().strip()
-        if name and (root / name).is_dir():
+        try:
+            name = latest.read_bytes().decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            name = ""  # unreadable: fall back to the newest step-* directory
+        # Only a checkpoint directory inside checkpoints/ (no "..", no absolute path).
+        if name and name == Path(name).name and name not in (".", "..") and (
+            root / name
+        ).is_dir():
             out.append(root / name)
     for p in sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True):
         if p not in out:
@@ -184,11 +194,14 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     if not state_path.is_file():
         raise CheckpointError(f"{state_path}: missing (incomplete checkpoint)")
     try:
-        state = json.loads(state_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        state = json.loads(state_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{state_path}: corrupt checkpoint state ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{state_path}: cannot read ({exc.strerror})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{state_path}: unsupported checkpoint format")
+    _check_state(state, state_path)
     for fname, size in state.get("files", {}).items():
         f = path / fname
         if not f.is_file():
@@ -205,12 +218,39 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
             raise CheckpointError(f"{path / fname}: unreadable safetensors file ({exc})") from None
     opt = tensors[OPTIMIZER]
     rng = opt.pop("rng_state", None)
-    optimizer = _unflatten_optimizer(opt, state.get("optimizer_groups", [])) if opt or state.get(
-        "optimizer_groups") else None
+    if rng is not None and rng.dtype != torch.uint8:
+        raise CheckpointError(f"{path / OPTIMIZER}: rng_state is {rng.dtype}, expected uint8")
+    groups = state.get("optimizer_groups", [])
+    try:
+        optimizer = _unflatten_optimizer(opt, groups) if opt or groups else None
+    except ValueError as exc:
+        raise CheckpointError(f"{path / OPTIMIZER}: {exc}") from None
     return Checkpoint(
-        path=path, step=int(state["step"]), weights=tensors[WEIGHTS], optimizer=optimizer,
+        path=path, step=state["step"], weights=tensors[WEIGHTS], optimizer=optimizer,
         rng_state=rng, meta=state.get("meta", {}), trainer=state.get("trainer", {}),
     )
+
+
+def _check_state(state: dict[str, Any], state_path: Path) -> None:
+    """The types of ``state.json``'s entries, or a CheckpointError naming the bad one."""
+    problem = None
+    step, files = state.get("step"), state.get("files", {})
+    groups = state.get("optimizer_groups", [])
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        problem = f"'step' must be a non-negative integer, got {step!r}"
+    elif not isinstance(files, dict) or not all(
+        isinstance(k, str) and k == Path(k).name and k not in ("", ".", "..")
+        and isinstance(v, int) and not isinstance(v, bool) for k, v in files.items()
+    ):
+        problem = "'files' must map file names to sizes in bytes"
+    elif not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        problem = "'optimizer_groups' must be a list of objects"
+    else:
+        for key in ("meta", "trainer"):
+            if not isinstance(state.get(key, {}), dict):
+                problem = f"'{key}' must be an object, got {type(state[key]).__name__}"
+    if problem is not None:
+        raise CheckpointError(f"{state_path}: corrupt checkpoint state ({problem})")
 
 
 def load_latest(run_dir: Path, map_location: str = "cpu", fallback: bool = False) -> Checkpoint:

@@ -40,6 +40,20 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _parse_resolution(text: str) -> tuple[int, int]:
+    """``N`` (square) or ``WxH``."""
+    if "x" not in text.lower():
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--resolution {text!r}: expected N or WxH, e.g. "
+                                             "128 or 37x53") from None
+        if not 1 <= n <= 8192:
+            raise argparse.ArgumentTypeError(f"--resolution {text!r}: must be in 1..8192")
+        return n, n
+    return _parse_size(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -78,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                    "ω₀, hashgrid finest resolution) from spectra at initialisation before "
                    "training (image presets); the choice is saved in config.json")
     t.add_argument("--restart", action="store_true", help="ignore existing checkpoints in --out")
+    t.add_argument("--nproc", type=_positive_int, default=None,
+                   help="data-parallel processes on this machine (launches torchrun: "
+                   "torch.distributed, gloo on CPU / nccl on GPU; the batch is split)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--help-config", action="store_true", help="list every config override")
 
@@ -124,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--resolution", type=_positive_int, help="extraction grid (default 256)")
     v.add_argument("--samples", type=_positive_int, default=100_000,
                    help="surface samples per mesh (default 100000)")
+    v.add_argument("--generated", type=_positive_int, default=256,
+                   help="ddmi runs: samples drawn for MMD/COV (default 256; 3-D at most 64)")
     v.add_argument("--json-out", help="also write the JSON here")
 
     f = sub.add_parser("fresh", parents=[common],
@@ -149,6 +168,41 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="FILE.png")
     ev.add_argument("--steps", type=_positive_int, default=5, help="values in [-1, 1] (5)")
     ev.add_argument("--size", type=_positive_int, default=160, help="pixels per frame (160)")
+
+    sm = sub.add_parser("sample", parents=[common],
+                        help="ddmi runs: draw new fields; images at any resolution or meshes")
+    sm.add_argument("run_dir")
+    sm.add_argument("--n", type=_positive_int, default=16, help="samples (16)")
+    sm.add_argument("--seed", type=int, default=0, help="DDIM seed: the same seed gives the "
+                    "same samples (0)")
+    sm.add_argument("--resolution", type=_parse_resolution, default=None,
+                    help="2-D: WxH or N of the written images (default 4× the training "
+                    "raster); 3-D: N, the marching-cubes grid (default 128)")
+    sm.add_argument("--steps", type=_positive_int, default=None,
+                    help="DDIM steps (default: the run's model.ddim_steps)")
+    sm.add_argument("--prior", action="store_true",
+                    help="decode z ~ N(0, I) instead (the VAE prior; a baseline)")
+    sm.add_argument("--out", required=True, help="DIR for sample_NNN.png|.ply and samples.png")
+
+    rc = sub.add_parser("reconstruct", parents=[common],
+                        help="naisr runs: fit the codes of unseen shapes (networks frozen)")
+    rc.add_argument("run_dir")
+    rc.add_argument("--shapes", default="held-out",
+                    help="'held-out' (default: the held-out subjects' shapes), 'all', or shape "
+                    "indices like 3,7,12")
+    rc.add_argument("--steps", type=_positive_int, default=200, help="code steps (200)")
+    rc.add_argument("--out", help="DIR: a mesh (3-D, .ply) or picture (2-D, .png) of each "
+                    "reconstruction, its code (codes.safetensors) and reconstruct.json")
+
+    tr = sub.add_parser("transfer", parents=[common],
+                        help="naisr runs: fit a subject's code on its first visit, predict the "
+                        "later visits (or given covariates)")
+    tr.add_argument("run_dir")
+    tr.add_argument("--subject", required=True, help="the subject's name or index")
+    tr.add_argument("--covariates", action="append", default=None,
+                    help="target covariates as raw values NAME=V,NAME=V (repeatable; default: "
+                    "the subject's later visits, scored against them)")
+    tr.add_argument("--out", help="DIR: the predicted shapes (.ply / .png) and transfer.json")
 
     sub.add_parser("presets", parents=[common], help="list the presets")
     for name in ("view", "viewer"):
@@ -186,8 +240,35 @@ def _cmd_presets(args) -> int:
     return 0
 
 
-def _cmd_train(args, extra: list[str]) -> int:
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """``fields-app train … --nproc N``: the same command under ``torchrun`` on this machine."""
+    import os
+    import subprocess
+
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "app.cli", *rest]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    print(f"fields-app: launching {nproc} processes: {' '.join(cmd[1:])}", file=sys.stderr)
+    return subprocess.call(cmd, env=env)
+
+
+def _cmd_train(args, extra: list[str], argv: list[str] | None = None) -> int:
+    import os
+
     import tyro
+
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(args.nproc, list(argv or []))
+    main_rank = os.environ.get("RANK", "0") == "0"
 
     from app.presets import DEFAULT_PRESET, get_preset
     from app.run import train
@@ -227,6 +308,8 @@ def _cmd_train(args, extra: list[str]) -> int:
         cfg.device = args.device
     out = Path(args.out or f"outputs/{preset}")
     task, result = train(cfg, out, restart=args.restart, progress=not args.no_progress)
+    if not main_rank:
+        return 130 if result.interrupted else 0
     rate = result.step / result.seconds if result.seconds > 0 else float("nan")
     print(json.dumps({
         "run_dir": str(out), "preset": preset, "steps": result.step,
@@ -441,13 +524,196 @@ def _cmd_evolve(args) -> int:
     return 0
 
 
+def _cmd_sample(args) -> int:
+    import numpy as np
+
+    from app.imaging import save_image
+    from app.run import load_run
+
+    run = load_run(args.run_dir, device=args.device or "cpu")
+    task = run.task
+    if task.kind != "ddmi":
+        raise SystemExit(f"fields-app: error: sample: {args.run_dir} is a {task.kind} run; "
+                         "sampling needs a ddmi run")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    latents = task.sample_latents(args.n, seed=args.seed, steps=args.steps, prior=args.prior)
+    fields_ = task.fields_from_latents(latents)
+    written, facts = [], []
+    tiles = []
+    if task.dim == 2:
+        base = 4 * task.config.data.resolution
+        w, h = args.resolution or (base, base)
+        for k, f in enumerate(fields_):
+            path = save_image(out / f"sample_{k:03d}.png", task.image_of(f, h, w).numpy())
+            written.append(str(path))
+            tiles.append(task.image_of(f, 96, 96).numpy())
+        facts.append({"size": [w, h]})
+    else:
+        from renderer.meshing import export_mesh
+
+        res = (args.resolution or (128, 128))[0]
+        cam = task.default_camera(160, 160)
+        for k, f in enumerate(fields_):
+            mesh = task.mesh_of(f, res)
+            path = out / f"sample_{k:03d}.ply"
+            if len(mesh.faces):
+                export_mesh(mesh, path)
+                written.append(str(path))
+            facts.append({"sample": k, "faces": len(mesh.faces),
+                          "watertight": bool(mesh.is_watertight) if len(mesh.faces) else False})
+            tiles.append(task.render_mesh(mesh, cam))
+    cols = min(len(tiles), 8)
+    rows = -(-len(tiles) // cols)
+    th, tw = tiles[0].shape[:2]
+    grid = np.ones((rows * th + (rows - 1) * 2, cols * tw + (cols - 1) * 2, 3))
+    for k, t in enumerate(tiles):
+        r, c = divmod(k, cols)
+        grid[r * (th + 2):r * (th + 2) + th, c * (tw + 2):c * (tw + 2) + tw] = t
+    save_image(out / "samples.png", grid)
+    written.append(str(out / "samples.png"))
+    print(json.dumps({"run_dir": str(args.run_dir), "n": args.n, "seed": args.seed,
+                      "prior": args.prior, "details": facts, "written": written}, indent=2))
+    return 0
+
+
+def _naisr_run(args, command: str):
+    from app.run import load_run
+
+    run = load_run(args.run_dir, device=args.device or "cpu")
+    if run.task.kind != "naisr":
+        raise SystemExit(f"fields-app: error: {command}: {args.run_dir} is a {run.task.kind} "
+                         "run; this needs a naisr run")
+    run.task.setup_data()
+    return run.task
+
+
+def _cmd_reconstruct(args) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    task = _naisr_run(args, "reconstruct")
+    pop = task.data
+    if args.shapes == "held-out":
+        shapes = pop.test_index
+    elif args.shapes == "all":
+        shapes = torch.arange(pop.covariates.shape[0])
+    else:
+        try:
+            shapes = torch.tensor([int(v) for v in args.shapes.split(",")])
+        except ValueError:
+            raise SystemExit(f"fields-app: error: --shapes {args.shapes!r}: give 'held-out', "
+                             "'all' or indices like 3,7,12") from None
+        bad = [int(v) for v in shapes if not 0 <= int(v) < pop.covariates.shape[0]]
+        if bad:
+            raise SystemExit(f"fields-app: error: --shapes: no shape {bad[0]} (the population "
+                             f"has {pop.covariates.shape[0]}: 0…{pop.covariates.shape[0] - 1})")
+    if len(shapes) == 0:
+        raise SystemExit("fields-app: error: reconstruct: no shapes to reconstruct (this "
+                         "population holds out no subjects; use --shapes all or indices)")
+    result = task.reconstruct(shapes, steps=args.steps)
+    rows, written = result["shapes"], []
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        ext = ".png" if pop.dim == 2 else ".ply"
+        for k, row in enumerate(rows):
+            path = out / f"shape_{row['shape']:04d}{ext}"
+            task.write_shape(path, pop.covariates[row["shape"]], result["codes"][k])
+            written.append(str(path))
+        codes_path = out / "codes.safetensors"
+        save_file({"codes": result["codes"].cpu().contiguous(),
+                   "shapes": shapes.long().contiguous()}, str(codes_path))
+        written.append(str(codes_path))
+    summary = {key: float(sum(r[key] for r in rows) / len(rows))
+               for key in ("surface_error_z0", "surface_error_fitted", "chamfer_z0",
+                           "chamfer_fitted")}
+    report = {"run_dir": str(args.run_dir), "steps": args.steps, "mean": summary,
+              "shapes": rows, "written": written}
+    if args.out:
+        from app.config import save_json_atomic
+
+        save_json_atomic(Path(args.out) / "reconstruct.json", report)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _parse_covariates(text: str, names: list[str]) -> list[float]:
+    values: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        if not eq or name.strip() not in names:
+            raise SystemExit(f"fields-app: error: --covariates {text!r}: expected NAME=VALUE "
+                             f"pairs with NAME in {', '.join(names)}")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"fields-app: error: --covariates {text!r}: {value!r} is not a "
+                             "number") from None
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise SystemExit(f"fields-app: error: --covariates {text!r}: missing "
+                         f"{', '.join(missing)} (give every covariate)")
+    return [values[n] for n in names]
+
+
+def _cmd_transfer(args) -> int:
+    import torch
+
+    task = _naisr_run(args, "transfer")
+    pop = task.data
+    names = pop.subject_names
+    key = args.subject
+    subject = names.index(key) if key in names else (int(key) if key.isdigit() else -1)
+    if not 0 <= subject < len(names):
+        shown = ", ".join(names[:8]) + (" …" if len(names) > 8 else "")
+        raise SystemExit(f"fields-app: error: --subject {key!r}: no such subject ({shown})")
+    targets = None
+    if args.covariates:
+        raw = torch.tensor([_parse_covariates(t, list(pop.covariate_names))
+                            for t in args.covariates])
+        targets = pop.scale(raw)
+        outside = sorted({pop.covariate_names[j] for j in
+                          (targets.abs() > 1).nonzero()[:, 1].tolist()})
+        if outside:
+            print(f"fields-app: warning: {', '.join(outside)} outside the training range "
+                  "(scaled beyond [-1, 1]); the atlas extrapolates there", file=sys.stderr)
+    result = task.transfer(subject, targets)
+    report = {k: v for k, v in result.items() if k not in ("code", "predictions")}
+    written = []
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        ext = ".png" if pop.dim == 2 else ".ply"
+        if targets is None:
+            rows = (pop.subject == subject).nonzero().squeeze(1)
+            rows = rows[torch.argsort(pop.visit[rows])][1:]
+            covs = [pop.covariates[r] for r in rows.tolist()]
+            tags = [f"visit{int(pop.visit[r])}" for r in rows.tolist()]
+        else:
+            covs, tags = list(targets), [f"target{k}" for k in range(len(targets))]
+        for c, tag in zip(covs, tags):
+            for label, z in (("transfer", result["code"]), ("covariates_only", None)):
+                path = out / f"{result['subject']}_{tag}_{label}{ext}"
+                task.write_shape(path, c, z)
+                written.append(str(path))
+        from app.config import save_json_atomic
+
+        save_json_atomic(out / "transfer.json", report)
+    if targets is not None:
+        report["targets"] = [p["covariates"] for p in result["predictions"]]
+    report["written"] = written
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _cmd_eval(args) -> int:
     from app.config import save_json_atomic
     from app.run import load_run
 
     run = load_run(args.run_dir, device=args.device or "cpu")
     metrics = run.evaluate(reference=args.reference, mesh=args.mesh, resolution=args.resolution,
-                           n_samples=args.samples, progress=True)
+                           n_samples=args.samples, generated=args.generated, progress=True)
     metrics = {"run_dir": str(args.run_dir), "step": run.step, **metrics}
     text = json.dumps(metrics, indent=2)
     print(text)
@@ -527,9 +793,10 @@ def _dispatch(parser, args, argv, extra) -> int:
             parser.print_help()
             return 2
         if args.command == "train":
-            return _cmd_train(args, extra)
+            return _cmd_train(args, extra, argv)
         return {"export": _cmd_export, "render": _cmd_render, "eval": _cmd_eval,
-                "evolve": _cmd_evolve,
+                "evolve": _cmd_evolve, "reconstruct": _cmd_reconstruct, "sample": _cmd_sample,
+                "transfer": _cmd_transfer,
                 "fresh": _cmd_fresh, "presets": _cmd_presets, "viewer": _cmd_viewer,
                 "view": _cmd_viewer}[args.command](args)
     except KeyboardInterrupt:
@@ -547,7 +814,9 @@ def _dispatch(parser, args, argv, extra) -> int:
         if isinstance(exc, OSError) and exc.filename:
             print(f"fields-app: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, ValueError):
+        from renderer.meshing import MeshMemoryError
+
+        if isinstance(exc, (ValueError, MeshMemoryError)):
             print(f"fields-app: error: {exc}", file=sys.stderr)
             return 2
         hint = "" if getattr(args, "debug", False) else " (run with --debug for the traceback)"

@@ -119,7 +119,12 @@ def _read_config(path: Path) -> ExperimentConfig:
     if not isinstance(data, dict) or "config" not in data or not isinstance(data["config"], dict):
         raise ConfigError(f"{path}: not a fields-app run config (no 'config' object)")
     kind = data["config"].get("task")
-    cls = task_class(kind).config_cls
+    if not isinstance(kind, str):
+        raise ConfigError(f"{path}: config.task must be a task name, got {kind!r}")
+    try:
+        cls = task_class(kind).config_cls
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return config_from_dict(cls, data["config"], where=str(path))
 
 
@@ -157,7 +162,16 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     config = _read_config(run_dir / CONFIG_FILE)
     dev = resolve_device(device)
     config.device = str(dev)
-    task = build_task(config, dev)
+    try:
+        task = build_task(config, dev)
+    except (ValueError, TypeError, RuntimeError, ArithmeticError) as exc:
+        # Model constructors reject bad sizes and names with these (torch: negative
+        # dimensions; math: domain errors); config.json holds the values.
+        first = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(
+            f"{run_dir / CONFIG_FILE}: cannot build the {config.task} model from this config "
+            f"({type(exc).__name__}: {first})"
+        ) from None
     ckpt = load_latest(run_dir, map_location="cpu")
     bad = [name for name, t in ckpt.weights.items()
            if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()]
@@ -165,13 +179,24 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         raise CheckpointError(f"{ckpt.path}: non-finite weights in {', '.join(bad[:5])}"
                               f"{' …' if len(bad) > 5 else ''} (the run diverged; resume from an "
                               "earlier checkpoint or retrain)")
-    if hasattr(task, "prepare_from_meta"):  # models whose shape depends on the data
-        task.prepare_from_meta(ckpt.meta)
+    try:
+        if hasattr(task, "prepare_from_meta"):  # models whose shape depends on the data
+            task.prepare_from_meta(ckpt.meta)
+    except _META_ERRORS as exc:
+        raise CheckpointError(f"{ckpt.path / 'state.json'}: bad task metadata ({exc})") from None
     try:
         task.model.load_state_dict(ckpt.weights)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{ckpt.path}: weights do not match the config ({first})") from None
     task.model.to(dev)
-    task.load_meta(ckpt.meta)
+    try:
+        task.load_meta(ckpt.meta)
+    except _META_ERRORS as exc:
+        raise CheckpointError(f"{ckpt.path / 'state.json'}: bad task metadata ({exc})") from None
     return Run(run_dir, config, task, ckpt.step)
+
+
+# What a task's ``load_meta`` / ``prepare_from_meta`` raise on metadata of the wrong shape or type
+# (e.g. ``Normalization.from_dict``'s ValueError): the checkpoint's state.json is to blame.
+_META_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)

@@ -107,10 +107,13 @@ def load_scene(path: str | Path, device: str = "cpu"):
     objects = data.get("objects")
     if not isinstance(objects, list) or not objects:
         raise ConfigError(f"{path}: needs at least one [[objects]] entry")
+    # Values of the wrong type or shape meet float()/torch.as_tensor() in the scene builders:
+    # TypeError, ValueError, OverflowError (an integer beyond the float range).
+    bad_value = (SceneError, TypeError, ValueError, OverflowError)
     try:
         scene = Scene(background=data.get("background", "white"))
-    except SceneError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    except bad_value as exc:
+        raise ConfigError(f"{path}: background: {exc}") from None
     shapes = {"sphere": (sphere, ("radius",)), "box": (box, ("size",)),
               "torus": (torus, ("major", "minor"))}
     for i, entry in enumerate(objects):
@@ -131,15 +134,19 @@ def load_scene(path: str | Path, device: str = "cpu"):
                       scale=entry.get("scale", 1.0), material=entry.get("material"),
                       name=entry.get("name"))
             scene.objects[-1].visible = bool(entry.get("visible", True))
-        except (SceneError, TypeError) as exc:
+        except bad_value as exc:
             raise ConfigError(f"{path}: {where}: {exc}") from None
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {where}: {msg}") \
                 from None
-    for i, entry in enumerate(data.get("lights", [])):
+    lights = data.get("lights", [])
+    if not isinstance(lights, list):
+        raise ConfigError(f"{path}: `lights` must be an array of [[lights]] tables")
+    for i, entry in enumerate(lights):
         where = f"lights[{i}]"
-        if not isinstance(entry, dict) or entry.get("type") not in _LIGHT_KEYS:
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or \
+                entry["type"] not in _LIGHT_KEYS:
             raise ConfigError(f"{path}: {where}: `type` must be one of {', '.join(_LIGHT_KEYS)}")
         kind = entry["type"]
         _check_keys(path, entry, _LIGHT_KEYS[kind] | {"type"}, where)
@@ -156,7 +163,7 @@ def load_scene(path: str | Path, device: str = "cpu"):
                                          intensity=args.get("intensity", 1.0))
             else:
                 scene.lights.ambient = float(args.get("value", 0.08))
-        except (SceneError, ConfigError, TypeError, ValueError) as exc:
+        except (ConfigError, *bad_value) as exc:
             msg = str(exc)
             raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {where}: {msg}") \
                 from None

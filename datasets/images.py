@@ -21,7 +21,9 @@ from datasets.errors import DataError
 
 __all__ = ["load_image", "pixel_coordinates", "stratified_pixels"]
 
-_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".hdr")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".hdr")
+"""File types :func:`load_image` reads."""
+_FORMATS = IMAGE_SUFFIXES
 
 
 def load_image(path: str | os.PathLike[str], max_side: int | None = None) -> Float[Tensor, "H W C"]:
@@ -34,6 +36,8 @@ def load_image(path: str | os.PathLike[str], max_side: int | None = None) -> Flo
     Raises:
         DataError: the file is missing, not an image, empty, or has an unsupported layout.
     """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
     p = Path(path)
     if not p.is_file():
         raise DataError(p, "file not found" if not p.exists() else "not a file")
@@ -65,8 +69,10 @@ def load_image(path: str | os.PathLike[str], max_side: int | None = None) -> Flo
     if max_side is not None:
         factor = int(np.ceil(max(out.shape[:2]) / max_side))
         if factor > 1:
-            h, w = (out.shape[0] // factor) * factor, (out.shape[1] // factor) * factor
-            out = out[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean((1, 3))
+            # A side shorter than the factor becomes one pixel (it cannot fill a full block).
+            fh, fw = min(factor, out.shape[0]), min(factor, out.shape[1])
+            h, w = (out.shape[0] // fh) * fh, (out.shape[1] // fw) * fw
+            out = out[:h, :w].reshape(h // fh, fh, w // fw, fw, -1).mean((1, 3))
     return out
 
 

@@ -24,11 +24,14 @@ intrinsics are divided by ``d`` exactly, because new pixel ``j'`` covers old ``[
 from __future__ import annotations
 
 import json
+import lzma
 import math
 import os
 import re
+import struct
 import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +63,7 @@ _BLENDER_AABB = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
 """Scene box of the NeRF-synthetic scenes (every object fits ``[-1.5, 1.5]³``)."""
 
 _ROTATION_TOL = 1e-4  # the tolerance renderer.cameras.Camera applies to c2w
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # camera data is stored as float32
 _IMAGE_SUFFIXES = ("", ".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -422,24 +426,37 @@ def _frames(meta: dict, path: Path) -> list[dict]:
 def _number(value: object, path: Path, what: str, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(path, f"{what} must be a number, got {value!r}")
-    x = float(value)
-    if not math.isfinite(x) or (positive and x <= 0):
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond the float range (JSON has unbounded integers)
+        x = math.inf
+    if not abs(x) <= _FLOAT32_MAX or (positive and x <= 0):
         raise DataError(path, f"{what} must be a finite{' positive' if positive else ''} number")
     return x
 
 
+def _angle(value: object, path: Path, what: str) -> float:
+    """A field of view in radians, in ``(0, π)``."""
+    angle = _number(value, path, what, positive=True)
+    if angle >= math.pi:
+        raise DataError(path, f"{what} must be below π radians, got {angle}")
+    return angle
+
+
 def _rigid(matrix: object, path: Path, what: str) -> np.ndarray:
     """A ``4×4`` float64 rigid transform (``3×4`` accepted), or a DataError naming ``what``."""
+    if isinstance(matrix, np.ndarray) and matrix.dtype.kind not in "biuf":
+        raise DataError(path, f"{what} is not a matrix of numbers (dtype {matrix.dtype})")
     try:
         m = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(path, f"{what} is not a matrix of numbers") from None
     if m.shape == (3, 4):
         m = np.vstack([m, [0.0, 0.0, 0.0, 1.0]])
     if m.shape != (4, 4):
         raise DataError(path, f"{what} must be 4×4, got shape {list(m.shape)}")
-    if not np.isfinite(m).all():
-        raise DataError(path, f"{what} is not finite")
+    if not (np.abs(m) <= _FLOAT32_MAX).all():
+        raise DataError(path, f"{what} is not finite (or beyond the float32 range)")
     rot = m[:3, :3]
     err = float(np.abs(rot.T @ rot - np.eye(3)).max())
     if err > _ROTATION_TOL or np.linalg.det(rot) < 0 or not np.allclose(m[3], [0, 0, 0, 1]):
@@ -532,6 +549,25 @@ def _near_far_from_box(c2w: np.ndarray, aabb: np.ndarray) -> tuple[float, float]
     return max(0.05, float(dist.min()) - half), float(dist.max()) + half
 
 
+def _check_cameras(
+    path: Path, near: float, far: float, focal: object, aabb: object, **arrays: object
+) -> None:
+    """A DataError unless the derived camera data fit float32 — finite, focal lengths > 0, a
+    non-empty box — and ``near < far``: huge or tiny but finite values in a file (a focal
+    length of 1e300, a field of view of 1e-300) overflow or vanish in float32."""
+    for name, values in {"focal lengths": focal, "scene box": aabb, **arrays}.items():
+        a = np.asarray(values, dtype=np.float64)
+        if not (np.abs(a) <= _FLOAT32_MAX).all():
+            raise DataError(path, f"the {name} it gives are not finite (or overflow float32)")
+    if not (np.asarray(focal, dtype=np.float32) > 0).all():
+        raise DataError(path, "it gives a focal length that is zero in float32")
+    box = np.asarray(aabb, dtype=np.float32)
+    if not (box[:3] < box[3:]).all():
+        raise DataError(path, f"it gives an empty scene box {box.tolist()}")
+    if not (math.isfinite(near) and math.isfinite(far) and 0 <= near < far <= _FLOAT32_MAX):
+        raise DataError(path, f"its cameras and scene box give no usable near/far ({near}, {far})")
+
+
 # ---------------------------------------------------------------------------------- loaders
 
 
@@ -576,9 +612,7 @@ def load_blender(
     meta = _read_json(path)
     if "camera_angle_x" not in meta:
         raise DataError(path, "missing key 'camera_angle_x'")
-    angle = _number(meta["camera_angle_x"], path, "camera_angle_x", positive=True)
-    if angle >= math.pi:
-        raise DataError(path, f"camera_angle_x must be below π radians, got {angle}")
+    angle = _angle(meta["camera_angle_x"], path, "camera_angle_x")
     frames = _frames(meta, path)
     images, alphas, poses, names = [], [], [], []
     first: tuple[int, int] | None = None
@@ -601,6 +635,7 @@ def load_blender(
     w, h = first
     f = 0.5 * w / math.tan(0.5 * angle) / downscale
     n = len(images)
+    _check_cameras(path, 2.0, 6.0, focal=f, aabb=_BLENDER_AABB)
     return MultiViewDataset(
         images=torch.from_numpy(np.stack(images)),
         c2w=_t(np.stack(poses)),
@@ -680,7 +715,7 @@ def load_ngp_transforms(
         if get("fl_x") is not None:
             fx = _number(get("fl_x"), path, f"frame {k}: fl_x", positive=True)
         elif get("camera_angle_x") is not None:
-            angle = _number(get("camera_angle_x"), path, "camera_angle_x", positive=True)
+            angle = _angle(get("camera_angle_x"), path, "camera_angle_x")
             fx = 0.5 * w / math.tan(0.5 * angle)
         else:
             raise DataError(
@@ -691,7 +726,7 @@ def load_ngp_transforms(
         if get("fl_y") is not None:
             fy = _number(get("fl_y"), path, f"frame {k}: fl_y", positive=True)
         elif get("camera_angle_y") is not None:
-            angle = _number(get("camera_angle_y"), path, "camera_angle_y", positive=True)
+            angle = _angle(get("camera_angle_y"), path, "camera_angle_y")
             fy = 0.5 * h / math.tan(0.5 * angle)
         else:
             fy = fx
@@ -717,11 +752,15 @@ def load_ngp_transforms(
     scale = _number(meta.get("scale", 0.33), path, "scale", positive=True)
     try:
         offset = np.broadcast_to(np.asarray(meta.get("offset", 0.5), dtype=np.float64), (3,))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(path, "'offset' must be a number or three numbers") from None
+    if not np.isfinite(offset).all():
+        raise DataError(path, "'offset' must be finite")
     aabb = np.concatenate([(0.5 - a / 2 - offset) / scale, (0.5 + a / 2 - offset) / scale])
     c2w = np.stack(poses)
-    near, far = _near_far_from_box(c2w, aabb)
+    with np.errstate(all="ignore"):  # overflow shows up as inf, refused just below
+        near, far = _near_far_from_box(c2w, aabb)
+    _check_cameras(path, near, far, focal=[i[:2] for i in intr], aabb=aabb, intrinsics=intr)
     intrinsics = _t(intr)
     distortion = _t(dist)
     has_alpha = any(float(al.min()) < 1.0 for al in alphas)
@@ -766,8 +805,17 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                 "save plain numeric arrays",
             ) from exc
         raise DataError(path, f"not a readable .npz archive ({exc})") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
-        raise DataError(path, f"not a readable .npz archive ({type(exc).__name__})") from exc
+    except (
+        # What zipfile, zlib/lzma and numpy's .npy reader raise on a damaged archive: bad
+        # headers and CRCs, corrupt compressed streams, unknown compression methods,
+        # "encrypted" flags (RuntimeError), sizes beyond memory.
+        OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error,
+        NotImplementedError, RuntimeError, AttributeError, KeyError, OverflowError, MemoryError,
+    ) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise DataError(
+            path, f"not a readable .npz archive ({type(exc).__name__}: {detail})"
+        ) from exc
 
 
 def load_tiny_nerf(
@@ -802,10 +850,15 @@ def load_tiny_nerf(
     if missing:
         raise DataError(path, f"missing arrays {missing}; found {sorted(data)}")
     images, poses, focal = data["images"], data["poses"], data["focal"]
-    if images.ndim != 4 or images.shape[3] not in (3, 4) or images.shape[0] == 0:
+    for key, arr in (("images", images), ("poses", poses), ("focal", focal)):
+        if arr.dtype.kind not in "iuf":
+            raise DataError(path, f"'{key}' must hold real numbers, got dtype {arr.dtype}")
+    if images.ndim != 4 or images.shape[3] not in (3, 4) or 0 in images.shape:
         raise DataError(path, f"'images' must have shape (N, H, W, 3), got {list(images.shape)}")
     if not np.issubdtype(images.dtype, np.floating):
         images = images.astype(np.float32) / np.float32(np.iinfo(images.dtype).max)
+    elif not np.isfinite(images).all():
+        raise DataError(path, "'images' holds NaN or infinite values")
     n, h, w = images.shape[:3]
     if poses.shape not in ((n, 4, 4), (n, 3, 4)):
         raise DataError(path, f"'poses' must have shape ({n}, 4, 4), got {list(poses.shape)}")
@@ -841,7 +894,7 @@ def _numbered_files(folder: Path) -> dict[int, Path]:
     """``{view number: file}`` for the images in ``folder`` named by a number (``000123.png``)."""
     found: dict[int, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.stem.isdigit():
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.stem.isascii() and p.stem.isdigit():
             found[int(p.stem)] = p
     return found
 
@@ -890,8 +943,10 @@ def load_neus_dtu(
         key = f"world_mat_{view}"
         if key not in cams:
             raise DataError(cams_path, f"has no {key} for image {image_path.name}")
-        world = np.asarray(cams[key], dtype=np.float64)
-        scale = np.asarray(cams.get(f"scale_mat_{view}", np.eye(4)), dtype=np.float64)
+        world, scale = cams[key], cams.get(f"scale_mat_{view}", np.eye(4))
+        if world.dtype.kind not in "biuf" or scale.dtype.kind not in "biuf":
+            raise DataError(cams_path, f"{key} or scale_mat_{view} does not hold real numbers")
+        world, scale = world.astype(np.float64), scale.astype(np.float64)
         if world.shape not in ((4, 4), (3, 4)) or scale.shape != (4, 4):
             raise DataError(cams_path, f"{key} or scale_mat_{view} has the wrong shape")
         try:
@@ -927,6 +982,9 @@ def load_neus_dtu(
         names.append(image_path.name)
     c2w = np.stack(poses)
     dist = np.linalg.norm(c2w[:, :3, 3], axis=1)
+    near, far = max(0.05, float(dist.min()) - 1.0), float(dist.max()) + 1.0
+    _check_cameras(cams_path, near, far, focal=[i[:2] for i in intr], aabb=[-1, -1, -1, 1, 1, 1],
+                   intrinsics=intr, **{"camera poses": c2w})
     intrinsics = _t(intr)
     return MultiViewDataset(
         images=torch.from_numpy(np.stack(images)),
@@ -939,8 +997,8 @@ def load_neus_dtu(
         split="all",
         masks=torch.from_numpy(np.stack(masks)) if masks else None,
         aabb=_t([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]),
-        near=max(0.05, float(dist.min()) - 1.0),
-        far=float(dist.max()) + 1.0,
+        near=near,
+        far=far,
     )
 
 

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from datasets.errors import DataError, DataWarning
 from datasets.meshes import SUPPORTED_MESH_EXTENSIONS, Normalization, load_mesh, watertight_problem
+from datasets.saved import read_sidecar
 from datasets.sdf_samples import MeshDistance
 from renderer.files import write_atomically
 
@@ -304,17 +305,8 @@ class PopulationData:
         Raises:
             DataError: a missing, unreadable or inconsistent file (the message names it).
         """
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path.with_name(path.name + ".safetensors")
+        path, sidecar = read_sidecar(path, "population")
         side_path = path.with_suffix(".json")
-        for p in (path, side_path):
-            if not p.is_file():
-                raise DataError(p, "file not found (a saved population is .safetensors + .json)")
-        try:
-            sidecar = json.loads(side_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(side_path, f"not valid JSON ({exc})") from None
         if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
             raise DataError(side_path, f"not a population sidecar (expected format {FORMAT!r})")
         try:
@@ -336,7 +328,7 @@ class PopulationData:
                 normalization=sidecar.get("normalization"),
                 meta=dict(sidecar.get("meta") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int(inf): Overflow
             raise DataError(path, f"inconsistent population data ({exc})") from None
 
 
@@ -465,6 +457,8 @@ def _read_csv(folder: Path, csv_path: Path) -> tuple[list[str], list[_Row]]:
         name = cells[col["file"]]
         if not name:
             raise DataError(csv_path, f"row {line}: empty 'file'")
+        if "\0" in name:
+            raise DataError(csv_path, f"row {line}: 'file' {name!r} holds a NUL character")
         where = f"row {line} (file {name!r})"
         values = []
         for cov in cov_names:

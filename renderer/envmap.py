@@ -516,9 +516,12 @@ class EnvironmentMap:
             from renderer.exr import ExrError, read_exr
 
             try:
-                return cls(read_exr(p)[..., :3])
+                rgb = read_exr(p)[..., :3]
             except ExrError as e:
                 raise EnvMapError(str(e)) from e
+            if not np.isfinite(rgb).all():  # legal in OpenEXR, not as radiance to light with
+                raise EnvMapError(f"{p}: the image holds NaN or infinite values")
+            return cls(rgb)
         if suffix not in _LDR_SUFFIXES:
             raise EnvMapError(
                 f"{p}: unsupported environment-map extension {suffix!r} "

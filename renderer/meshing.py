@@ -45,9 +45,13 @@ that face is marked, its corners evaluated, and marching cubes repeated until no
 kept cell touches — a feature smaller than a coarse cell on which the field is steeper than
 ``margin`` — is lost; a true SDF cannot lose one, whatever the feature's size.
 
-Memory is ``O(R³)`` for the final volume (scikit-image needs a full array); field evaluations are
-``O(R² · coarse cells)`` and always made in chunks of at most ``chunk_size`` points under
-``torch.no_grad()``.
+Memory is ``O(R³)`` for the final volume: 4 bytes per point for the dense method, 6 for
+coarse-to-fine (the values and two masks); marching cubes runs on slabs of the volume (scikit-image
+needs a contiguous copy), and index buffers are gathered plane by plane, so no other full-size
+array is made. :func:`estimate_mesh_memory` bounds the peak, and :func:`extract_mesh` refuses with
+a :class:`MeshMemoryError` before allocating anything when the bound exceeds the memory available.
+Field evaluations are ``O(R² · coarse cells)`` and always made in chunks of at most ``chunk_size``
+points under ``torch.no_grad()``.
 
 The band evaluation (``_sample_grid``) is independent of the sign test and of the surface
 extractor, so the open-surface extraction of unsigned distance / closest-surface-point fields (a
@@ -75,7 +79,9 @@ from tqdm.auto import tqdm
 
 from renderer.files import write_atomically
 
-__all__ = ["MeshResult", "extract_mesh", "export_mesh"]
+__all__ = [
+    "MeshResult", "MeshMemoryError", "extract_mesh", "estimate_mesh_memory", "export_mesh",
+]
 
 SDFFn = Callable[[Float[Tensor, "N 3"]], Float[Tensor, " N"]]
 NormalFn = Callable[[Float[Tensor, "N 3"]], Float[Tensor, "N 3"]]
@@ -124,6 +130,7 @@ def extract_mesh(
     progress: bool | Callable[[int, int], None] = False,
     normal_fn: NormalFn | None = None,
     device: str | torch.device = "cpu",
+    max_memory_bytes: int | None = None,
 ) -> MeshResult:
     """Marching cubes of the level set ``{x : sdf_fn(x) = level}`` inside a box.
 
@@ -157,12 +164,17 @@ def extract_mesh(
             evaluated at the vertices under ``torch.enable_grad()`` so autograd-based normals work;
             its output is normalised. Without it, normals come from the mesh.
         device: Device on which query points are created.
+        max_memory_bytes: Memory the extraction may use; by default what the machine has
+            available now (``MemAvailable``, capped by a cgroup limit). Checked against
+            :func:`estimate_mesh_memory` before anything is allocated or evaluated.
 
     Returns:
         A :class:`MeshResult`.
 
     Raises:
         ValueError: Bad arguments, non-finite field values, or no level set in the box.
+        MeshMemoryError: The estimate exceeds the memory available (a ``MemoryError``, raised
+            before any allocation or field evaluation; its message says what would fit).
 
     Example:
         >>> import torch
@@ -182,21 +194,19 @@ def extract_mesh(
         raise ValueError(f"margin must be non-negative, got {margin}")
     if not math.isfinite(level):
         raise ValueError(f"level must be finite, got {level}")
-    if method == "dense":
-        num_stages = 0
-    elif method == "coarse_to_fine":
-        if coarse_resolution < 2:
-            raise ValueError(f"coarse_resolution must be at least 2, got {coarse_resolution}")
-        ratio = (resolution - 1) / (coarse_resolution - 1)
-        num_stages = max(0, round(math.log2(ratio))) if ratio > 1 else 0
-    else:
-        raise ValueError(f"method must be 'coarse_to_fine' or 'dense', got {method!r}")
+    if method == "coarse_to_fine" and coarse_resolution < 2:
+        raise ValueError(f"coarse_resolution must be at least 2, got {coarse_resolution}")
+    num_stages = _num_stages(resolution, method, coarse_resolution)
+    if max_memory_bytes is not None and max_memory_bytes < 1:
+        raise ValueError(f"max_memory_bytes must be positive, got {max_memory_bytes}")
+    _check_memory(resolution, method, coarse_resolution, chunk_size, max_memory_bytes)
 
     spacing = (hi - lo) / (resolution - 1)
     evaluator = _ChunkedEvaluator(sdf_fn, lo, spacing, chunk_size, device, progress, method)
     try:
         grid = _sample_grid(evaluator, resolution, num_stages, level, margin)
         verts, faces = _closed_marching_cubes(grid, evaluator, level, aabb)
+        del grid  # the volume is not needed for the mesh: free it before building the mesh
     finally:
         evaluator.close()
 
@@ -213,6 +223,178 @@ def extract_mesh(
         resolution=resolution,
         seconds=time.perf_counter() - t0,
         method=method,
+    )
+
+
+class MeshMemoryError(MemoryError):
+    """Mesh extraction would need more memory than is available (raised before allocating)."""
+
+
+def estimate_mesh_memory(
+    resolution: int,
+    method: str = "coarse_to_fine",
+    *,
+    coarse_resolution: int = 32,
+    chunk_size: int = 1 << 16,
+) -> int:
+    """Bytes :func:`extract_mesh` allocates at its peak, an upper bound (see below).
+
+    With ``P = n³`` the points of the final grid (``n = R`` for ``"dense"``; for
+    ``"coarse_to_fine"`` ``n = (n₀ − 1)·2^L + 1 ≥ R``, the hierarchy's last level), ``S`` the
+    points of a marching-cubes slab (``_MC_SLAB_POINTS``), ``c = chunk_size`` and ``F`` the faces
+    of the mesh, the peak is the largest of
+
+    * sampling: ``"dense"`` holds the float32 values, ``4P``; ``"coarse_to_fine"`` holds, at its
+      last stage, the values, the cell mask, the evaluated-point mask and the previous level's
+      arrays: ``4P + P + P + 2·P/8`` (the upsampling step, ``4P + P + 5·P/8``, is smaller);
+      plus the point index buffers of one chunk and one grid plane, ``48·(c + n²) + 56·n²``,
+      and the evaluation workspace of one chunk, ``200·c``;
+    * marching cubes: the arrays kept from sampling (``4P``, or ``6P`` with the masks) plus a
+      slab's float32 copy and mask, ``5·S``, and the mesh so far, ``250·F``;
+    * building the mesh (the volume is freed first): ``400·F`` for vertices, faces, face and
+      vertex normals (or ``normal_fn``'s, chunked) and their temporaries.
+
+    The per-face constants are about 1.5× what ``tracemalloc`` measures (marching cubes with
+    surface following ≈ 95–170 B, trimesh's vertex normals ≈ 320 B per face).
+
+    ``F`` is not known before the field is evaluated; the bound assumes ``F ≤ 18·(R − 1)²``,
+    the faces of a surface whose area is that of the whole box's boundary (a sphere inscribed
+    in the box has half that). Not counted: what ``sdf_fn`` itself allocates for one chunk
+    (a network's activations) and the interpreter's baseline. A larger surface (a noisy field),
+    or a level set lying exactly on grid points across a whole slab (a grid-aligned analytic
+    box), which makes a slab larger, can exceed the bound.
+
+    Args:
+        resolution: Grid points per axis of the final grid.
+        method: ``"coarse_to_fine"`` or ``"dense"``.
+        coarse_resolution: As in :func:`extract_mesh`.
+        chunk_size: As in :func:`extract_mesh`.
+
+    Returns:
+        The bound in bytes.
+
+    Example:
+        >>> from renderer.meshing import estimate_mesh_memory
+        >>> round(estimate_mesh_memory(1024, "dense") / 2**30, 1)  # GiB
+        8.5
+    """
+    if resolution < 2 or chunk_size < 1 or coarse_resolution < 2:
+        raise ValueError(
+            "resolution and coarse_resolution must be at least 2 and chunk_size positive, got "
+            f"{resolution}, {coarse_resolution}, {chunk_size}"
+        )
+    num_stages = _num_stages(resolution, method, coarse_resolution)
+    stride = 1 << num_stages
+    n = (-(-(resolution - 1) // stride)) * stride + 1  # points per axis of the last level
+    points = n**3
+    faces = 18 * (resolution - 1) ** 2
+    slab = min(points, _MC_SLAB_POINTS + 2 * n * n)  # a slab ends on a whole plane
+    evaluation = 48 * (chunk_size + n * n) + 56 * n * n + 200 * chunk_size
+    if num_stages == 0:
+        kept = 4 * points
+        sampling = kept + evaluation
+    else:
+        kept = 6 * points
+        sampling = kept + points // 4 + evaluation
+    marching = kept + 5 * slab + 250 * faces
+    building = 400 * faces
+    return int(max(sampling, marching, building))
+
+
+def _num_stages(resolution: int, method: str, coarse_resolution: int) -> int:
+    """The number ``L`` of refinements of the coarse-to-fine hierarchy (0: dense)."""
+    if method == "dense":
+        return 0
+    if method != "coarse_to_fine":
+        raise ValueError(f"method must be 'coarse_to_fine' or 'dense', got {method!r}")
+    ratio = (resolution - 1) / (coarse_resolution - 1)
+    return max(0, round(math.log2(ratio))) if ratio > 1 else 0
+
+
+def _available_memory() -> tuple[int, str] | None:
+    """Bytes of memory available to this process now, and where that number comes from.
+
+    ``MemAvailable`` of ``/proc/meminfo`` (else ``psutil``, else ``os.sysconf``'s free pages),
+    capped by the headroom of a cgroup memory limit (containers); None when nothing says.
+    """
+    found: tuple[int, str] | None = None
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    found = int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if found is None:
+        try:
+            import psutil  # optional
+
+            found = int(psutil.virtual_memory().available), "psutil"
+        except Exception:  # not installed, or no answer on this platform
+            pass
+    if found is None:
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free pages"
+        except (AttributeError, ValueError, OSError):
+            pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and (found is None or int(limit) - usage < found[0]):
+            found = max(0, int(limit) - usage), f"the cgroup limit {limit_file}"
+        break
+    return found
+
+
+def _check_memory(
+    resolution: int, method: str, coarse_resolution: int, chunk_size: int, budget: int | None
+) -> None:
+    """Raise :class:`MeshMemoryError` when the estimate exceeds ``budget`` (default: available)."""
+    need = estimate_mesh_memory(
+        resolution, method, coarse_resolution=coarse_resolution, chunk_size=chunk_size
+    )
+    source = "max_memory_bytes"
+    if budget is None:
+        available = _available_memory()
+        if available is None:
+            return  # nothing to compare with
+        budget, source = available
+    if need <= budget:
+        return
+
+    def fits(r: int, m: str) -> bool:
+        return estimate_mesh_memory(
+            r, m, coarse_resolution=coarse_resolution, chunk_size=chunk_size
+        ) <= budget
+
+    gib = 2.0**30
+    advice = []
+    lo, hi = 1, resolution  # largest resolution that fits, by bisection (monotone estimate)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid, method) else (lo, mid)
+    if lo >= 2:
+        advice.append(f"lower the resolution (--resolution) to at most {lo}")
+    other = "dense" if method == "coarse_to_fine" else "coarse_to_fine"
+    if fits(resolution, other):
+        need_other = estimate_mesh_memory(
+            resolution, other, coarse_resolution=coarse_resolution, chunk_size=chunk_size
+        )
+        note = " (it evaluates every point: slower)" if other == "dense" else ""
+        advice.append(f"use method '{other}', which needs {need_other / gib:.1f} GiB{note}")
+    advice.append("run on a machine with more memory")
+    raise MeshMemoryError(
+        f"meshing a {resolution}³ grid with method '{method}' needs about {need / gib:.1f} GiB "
+        f"of memory, but only {budget / gib:.1f} GiB is available ({source}); "
+        + ", or ".join(advice)
     )
 
 
@@ -343,6 +525,45 @@ def _evaluate_points(evaluator: _ChunkedEvaluator, index: np.ndarray) -> np.ndar
     return values
 
 
+def _evaluate_mask(
+    evaluator: _ChunkedEvaluator, values: np.ndarray, todo: np.ndarray, stride: int
+) -> None:
+    """``values[todo] =`` the field at the lattice points ``stride · (i, j, k)`` marked in ``todo``.
+
+    Points are evaluated in C order in chunks of exactly ``chunk_size`` (the same calls as
+    evaluating ``np.argwhere(todo)`` at once), but indices are gathered one ``i``-plane at a time,
+    so the index buffers hold at most ``chunk_size`` + one plane of points, however many are marked.
+    """
+    chunk_size = evaluator.chunk_size
+    evaluator.announce(int(np.count_nonzero(todo)))
+    pending: list[np.ndarray] = []
+    num_pending = 0
+
+    def evaluate(index: np.ndarray) -> None:
+        values[index[:, 0], index[:, 1], index[:, 2]] = evaluator(index * stride)
+
+    for i in range(todo.shape[0]):
+        jk = np.argwhere(todo[i])
+        if len(jk) == 0:
+            continue
+        index = np.empty((len(jk), 3), dtype=np.int64)
+        index[:, 0] = i
+        index[:, 1:] = jk
+        del jk
+        pending.append(index)
+        num_pending += len(index)
+        if num_pending >= chunk_size:
+            buffer = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            full = len(buffer) - len(buffer) % chunk_size
+            for start in range(0, full, chunk_size):
+                evaluate(buffer[start : start + chunk_size])
+            pending = [buffer[full:]] if full < len(buffer) else []
+            num_pending = len(buffer) - full
+            del buffer
+    if num_pending:
+        evaluate(np.concatenate(pending))
+
+
 # --------------------------------------------------------------------------------------------
 # The hierarchy
 
@@ -369,6 +590,10 @@ def _sample_grid(
     With ``num_stages = 0`` every point is evaluated. Otherwise the lattice of stride ``s = 2^L``
     (in final-grid units) with ``n₀ = ⌈(R − 1)/s⌉ + 1`` points per axis is evaluated, then refined
     ``L`` times inside the cells that :func:`_keep_cells` keeps.
+
+    Memory: a stage holds the refined ``values`` (float32), its ``cells`` and one point mask
+    (``todo``, which becomes ``exact``) — 6 bytes per final point — plus the coarser level's
+    arrays; no other full-size temporary (see :func:`estimate_mesh_memory`).
     """
     stride = 1 << num_stages
     n = -(-(resolution - 1) // stride) + 1
@@ -377,19 +602,21 @@ def _sample_grid(
         return _Grid(values, None, None)
 
     exact = np.ones(values.shape, dtype=bool)
+    cells = np.zeros((0, 0, 0), dtype=bool)
     for _ in range(num_stages):
         half_diagonal = 0.5 * float(np.linalg.norm(evaluator.spacing * stride))
         kept = _keep_cells(values, level, margin * half_diagonal)
-        # Children of kept cells at the next level, and the points at their corners.
-        cells = kept.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+        cells = _children(kept)  # children of kept cells at the next level
+        del kept
         values = _upsample2(values)
         stride //= 2
-        exact_next = np.zeros(values.shape, dtype=bool)
-        exact_next[::2, ::2, ::2] = exact
-        todo = _cell_corners(cells) & ~exact_next
-        index = np.argwhere(todo)
-        values[todo] = _evaluate_points(evaluator, index * stride)
-        exact = exact_next | todo
+        # The corners of the children, less the points of the coarser lattice already exact.
+        todo = _cell_corners(cells)
+        todo[::2, ::2, ::2] &= ~exact
+        _evaluate_mask(evaluator, values, todo, stride)
+        todo[::2, ::2, ::2] |= exact
+        exact = todo
+        del todo
     r = resolution
     return _Grid(values[:r, :r, :r], exact[:r, :r, :r], cells[: r - 1, : r - 1, : r - 1])
 
@@ -397,11 +624,22 @@ def _sample_grid(
 def _keep_cells(values: np.ndarray, level: float, threshold: float) -> np.ndarray:
     """Cells that may hold the level set: a sign change, or a corner within ``threshold``."""
     corners = _corner_views(values)
-    # Pairwise reductions: np.minimum.reduce on a list of views would stack them first.
-    cmin = functools.reduce(np.minimum, corners)
-    cmax = functools.reduce(np.maximum, corners)
-    near = np.minimum(np.abs(cmin - level), np.abs(cmax - level))
-    return ((cmin <= level) & (cmax >= level)) | (near <= threshold)
+    # Pairwise reductions into one buffer each (np.minimum.reduce would stack the views first).
+    cmin = np.minimum(corners[0], corners[1])
+    cmax = np.maximum(corners[0], corners[1])
+    for c in corners[2:]:
+        np.minimum(cmin, c, out=cmin)
+        np.maximum(cmax, c, out=cmax)
+    keep = cmin <= level
+    keep &= cmax >= level
+    # min(|cmin − level|, |cmax − level|), in place in cmin.
+    cmin -= level
+    np.abs(cmin, out=cmin)
+    cmax -= level
+    np.abs(cmax, out=cmax)
+    np.minimum(cmin, cmax, out=cmin)
+    keep |= cmin <= threshold
+    return keep
 
 
 def _corner_views(a: np.ndarray) -> list[np.ndarray]:
@@ -424,6 +662,16 @@ def _cell_corners(cells: np.ndarray) -> np.ndarray:
             for dk in (0, 1):
                 points[di : di + m[0], dj : dj + m[1], dk : dk + m[2]] |= cells
     return points
+
+
+def _children(kept: np.ndarray) -> np.ndarray:
+    """The 8 children of every cell at the next level: ``kept`` repeated twice along each axis."""
+    out = np.empty([2 * s for s in kept.shape], dtype=bool)
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                out[di::2, dj::2, dk::2] = kept
+    return out
 
 
 def _upsample2(a: np.ndarray) -> np.ndarray:
@@ -537,7 +785,19 @@ def _cells_across_boundary(verts: np.ndarray, faces: np.ndarray, cells: np.ndarr
 def _marching_cubes(
     values: np.ndarray, cells: np.ndarray | None, level: float, aabb: Sequence[float | int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes on the marked cells (all if None); vertices in grid-index units, faces."""
+    """Marching cubes on the marked cells (all if None); vertices in grid-index units, faces.
+
+    scikit-image needs a C-contiguous float32 volume (a cropped grid is copied) and a mask of the
+    same shape, so it runs slab by slab along the first axis — slabs of about
+    ``_MC_SLAB_POINTS`` points that share their boundary planes — which bounds both to one slab.
+    Every cell is meshed from its own corners, so only the vertices on a shared plane need care:
+    each slab has its own copy. A plane is used as a seam only when no vertex can fall on one of
+    its grid points (:func:`_clean_seam`); then every vertex on it lies strictly inside a grid
+    edge of the plane, which its position names, and both slabs interpolate it from the same two
+    values bit for bit, so the copies are welded by position. The result is the single-volume
+    mesh up to the order of vertices and faces and the float32 rounding of vertex coordinates
+    (scikit-image returns them relative to the slab); a crop of one slab gives exactly that mesh.
+    """
     resolution = values.shape[0]
 
     def no_surface() -> ValueError:
@@ -548,7 +808,7 @@ def _marching_cubes(
         )
 
     offset = np.zeros(3, dtype=np.int64)
-    point_mask = None
+    shift = None
     if cells is not None:
         if not cells.any():
             raise no_surface()
@@ -560,18 +820,108 @@ def _marching_cubes(
         cells = cells[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
         offset = start
         shift = _skimage_mask_offset()
-        if shift is not None:
-            point_mask = np.zeros(values.shape, dtype=bool)
-            m = cells.shape
-            point_mask[shift : shift + m[0], shift : shift + m[1], shift : shift + m[2]] = cells
     if not (values.min() <= level <= values.max()):
         raise no_surface()
+
+    num_cells = values.shape[0] - 1
+    thickness = max(1, _MC_SLAB_POINTS // (values.shape[1] * values.shape[2]) - 1)
+    # Vertex coordinates below 2^e: float32 rounds j + t to j only for t < 2^(e − 25).
+    tolerance = 2.0 ** (max(values.shape).bit_length() - 22)
+    vertex_parts: list[np.ndarray] = []
+    face_parts: list[np.ndarray] = []
+    num_vertices = 0
+    seam: tuple[np.ndarray, np.ndarray] | None = None  # the last slab's top plane: keys, ids
+    a = 0
+    while a < num_cells:
+        b = _slab_end(values, a, a + thickness, level, tolerance)
+        slab = values[a : b + 1]
+        mask = None
+        if cells is not None and shift is not None:
+            slab_cells = cells[a:b]
+            mask = np.zeros(slab.shape, dtype=bool)
+            m = slab_cells.shape
+            mask[shift : shift + m[0], shift : shift + m[1], shift : shift + m[2]] = slab_cells
+        verts, faces = _slab_marching_cubes(slab, level, mask)
+        del mask
+        ids = np.full(len(verts), -1, dtype=np.int64)
+        if seam is not None and len(verts):  # weld the bottom plane to the last slab's top
+            bottom = np.flatnonzero(verts[:, 0] == 0)
+            keys, seam_ids = seam
+            bottom_keys = _plane_keys(verts[bottom])
+            pos = np.minimum(np.searchsorted(keys, bottom_keys), len(keys) - 1)
+            found = keys[pos] == bottom_keys
+            ids[bottom[found]] = seam_ids[pos[found]]
+        new = ids < 0
+        ids[new] = np.arange(num_vertices, num_vertices + int(new.sum()))
+        num_vertices += int(new.sum())
+        vertex_parts.append(verts[new].astype(np.float64) + offset + (a, 0, 0))
+        face_parts.append(ids[faces])
+        top = np.flatnonzero(verts[:, 0] == b - a)
+        top_keys = _plane_keys(verts[top])
+        order = np.argsort(top_keys, kind="stable")
+        seam = (top_keys[order], ids[top][order]) if len(top) else None
+        a = b
+    faces = np.concatenate(face_parts)
+    if len(faces) == 0:
+        raise no_surface()
+    return np.concatenate(vertex_parts), faces
+
+
+# Marching cubes runs on slabs of about this many grid points (see _marching_cubes): 64 MiB of
+# float32 and 16 MiB of mask; a 256² cross-section still fits in one slab.
+_MC_SLAB_POINTS = 1 << 24
+
+
+def _slab_marching_cubes(
+    slab: np.ndarray, level: float, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's marching cubes on one slab: float32 vertices ``[V, 3]``, int64 faces; empty
+    arrays when the slab holds no surface in its masked cells."""
+    empty = np.zeros((0, 3), dtype=np.float32), np.zeros((0, 3), dtype=np.int64)
+    if (mask is not None and not mask.any()) or not (slab.min() <= level <= slab.max()):
+        return empty
     try:
         # The default gradient_direction="descent" gives outward normals for f < level inside.
-        verts, faces, _, _ = measure.marching_cubes(values, level, mask=point_mask)
-    except RuntimeError as err:  # "No surface found at the given iso value."
-        raise no_surface() from err
-    return verts.astype(np.float64) + offset, faces.astype(np.int64)
+        verts, faces, _, _ = measure.marching_cubes(slab, level, mask=mask)
+    except RuntimeError:  # "No surface found at the given iso value."
+        return empty
+    return verts, faces.astype(np.int64)
+
+
+def _slab_end(values: np.ndarray, start: int, target: int, level: float, tolerance: float) -> int:
+    """Where the slab starting at plane ``start`` ends: ``target`` or the nearest plane before
+    it that is a clean seam, else the nearest after it; the last plane ends the volume."""
+    last = values.shape[0] - 1
+    if target >= last:
+        return last
+    for end in [*range(target, start, -1), *range(target + 1, last)]:
+        if _clean_seam(values, end, level, tolerance):
+            return end
+    return last
+
+
+def _clean_seam(values: np.ndarray, i: int, level: float, tolerance: float) -> bool:
+    """Whether no marching-cubes vertex can land on a grid point of the interior plane ``i``.
+
+    A vertex on the edge from ``p`` to a neighbour ``q`` sits at ``t = (level − f(p)) / (f(q) −
+    f(p))`` from ``p``; it can round onto ``p`` only when ``|f(p) − level| ≤ tolerance ·
+    |f(q) − f(p)|`` (which includes ``f(p) = level``). Checked against all 6 neighbours.
+    """
+    plane = values[i]
+    spread = np.maximum(np.abs(values[i - 1] - plane), np.abs(values[i + 1] - plane))
+    dy = np.abs(np.diff(plane, axis=0))
+    np.maximum(spread[:-1], dy, out=spread[:-1])
+    np.maximum(spread[1:], dy, out=spread[1:])
+    dz = np.abs(np.diff(plane, axis=1))
+    np.maximum(spread[:, :-1], dz, out=spread[:, :-1])
+    np.maximum(spread[:, 1:], dz, out=spread[:, 1:])
+    return not bool(np.any(np.abs(plane - level) <= tolerance * spread))
+
+
+def _plane_keys(verts: np.ndarray) -> np.ndarray:
+    """One uint64 per vertex from the bits of its float32 ``(y, z)`` coordinates."""
+    yz = np.ascontiguousarray(verts[:, 1:], dtype=np.float32)
+    return yz.view(np.uint64).reshape(-1)
 
 
 def _vertex_normals(

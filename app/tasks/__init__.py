@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.errors import ConfigError
 from app.tasks.base import Task
 from app.tasks.csp import CSPExperiment, CSPTask
+from app.tasks.ddmi import DDMIExperiment, DDMITask
 from app.tasks.image import ImageExperiment, ImageTask
 from app.tasks.naisr import NAISRExperiment, NAISRTask
 from app.tasks.nerf import NeRFExperiment, NeRFTask
@@ -17,7 +18,7 @@ __all__ = ["Task", "TASKS", "task_class"]
 TASKS: dict[str, type[Task]] = {SDFTask.kind: SDFTask, NeRFTask.kind: NeRFTask,
                                  NeuSTask.kind: NeuSTask, ImageTask.kind: ImageTask,
                                  CSPTask.kind: CSPTask, RelightTask.kind: RelightTask,
-                                 NAISRTask.kind: NAISRTask}
+                                 NAISRTask.kind: NAISRTask, DDMITask.kind: DDMITask}
 
 
 def task_class(kind: str) -> type[Task]:
@@ -28,7 +29,7 @@ def task_class(kind: str) -> type[Task]:
         raise ConfigError(f"unknown task kind {kind!r}; known: {sorted(TASKS)}") from None
 
 
-__all__ += ["CSPExperiment", "CSPTask", "ImageExperiment", "ImageTask", "NAISRExperiment",
-            "NAISRTask", "NeRFExperiment",
-            "NeRFTask", "NeuSExperiment", "NeuSTask", "RelightExperiment", "RelightTask",
-            "SDFExperiment", "SDFTask"]
+__all__ += ["CSPExperiment", "CSPTask", "DDMIExperiment", "DDMITask", "ImageExperiment",
+            "ImageTask", "NAISRExperiment", "NAISRTask", "NeRFExperiment", "NeRFTask",
+            "NeuSExperiment", "NeuSTask", "RelightExperiment", "RelightTask", "SDFExperiment",
+            "SDFTask"]

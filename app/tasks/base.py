@@ -32,6 +32,13 @@ class Task(abc.ABC):
     kind: ClassVar[str]
     config_cls: ClassVar[type[ExperimentConfig]]
     render_modes: ClassVar[tuple[str, ...]]
+    shard_rank: int = 0
+    """This process's rank in data-parallel training (set by the trainer)."""
+    shard_world: int = 1
+    """The number of data-parallel processes."""
+    ddp_unused_parameters: ClassVar[bool] = False
+    """Whether some parameters may get no gradient in a step (e.g. a task trained in stages);
+    DDP then searches the graph for them each step."""
 
     def __init__(self, config: ExperimentConfig, device: torch.device) -> None:
         self.config = config
@@ -50,6 +57,25 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def training_loss(self, step: int) -> tuple[Tensor, dict[str, float]]:
         """Sample a batch, return the scalar loss and extra scalars to log."""
+
+    def shard(self, batch: Tensor) -> Tensor:
+        """This process's part of a batch that every rank drew identically (data-parallel
+        training: same seed, same random stream): equal contiguous slices along dimension 0;
+        the whole batch in a single process. The global batch must divide evenly."""
+        w = self.shard_world
+        if w == 1:
+            return batch
+        n = batch.shape[0]
+        if n % w:
+            raise FieldsAppError(f"the {self.kind} batch ({n}) does not divide among {w} "
+                                 "processes; choose a batch size that is a multiple of --nproc")
+        k = n // w
+        return batch[self.shard_rank * k:(self.shard_rank + 1) * k]
+
+    def lr_scales(self, step: int) -> list[float] | None:
+        """Extra per-group learning-rate multipliers at ``step`` (e.g. a task trained in
+        stages); None: none."""
+        return None
 
     # -- state beyond the weights -----------------------------------------------------------
     def meta(self) -> dict[str, Any]:

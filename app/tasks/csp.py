@@ -220,7 +220,7 @@ class CSPTask(MeshFieldState, Task):
 
     def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
                  resolution: int | None = None, n_samples: int = 100_000,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, **_: Any) -> dict[str, Any]:
         """Compare the field's single-layer mesh (or an exported ``mesh``) with ``reference``
         (default: the training mesh): Chamfer-L1, normal consistency, F-score@1%, boundary loops
         and areas of both."""

@@ -23,6 +23,7 @@ Recipe, top to bottom:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,8 +67,18 @@ class NAISRModelConfig:
     deform_hidden: int = 64
     deform_layers: int = 3
     omega0: float = 30.0
+    reference_jitter: float = 1e-3
+    """σ of the training-only noise on the reference value 0 (released: 1e-3)."""
     code_lr_factor: float = 10.0
     """Codes learn this many times faster than the networks (released: 1e-3 vs 5e-5… 1e-4)."""
+    small_deformation: float = 0.0
+    """Weight of the small-deformation term ``Σ_i mean ‖d_i‖²`` (present but off in the
+    released code): it stops displacements sliding along the surface where they change
+    nothing, which keeps each covariate's displacement on its own part."""
+    code_per: str = "subject"
+    """``subject``: one code per training subject, shared by its visits (the individual factors
+    a code should carry do not change between visits, and transfer reuses a code across
+    visits); ``shape``: one per training scan, as the released code."""
 
 
 @dataclass
@@ -96,8 +107,9 @@ class NAISRTask(Task):
         if d.source in ("starman2d", "starman3d") and 0 <= d.held_out_subjects < d.n_subjects:
             # The procedural population's layout is known before it is generated: build now,
             # so that an untrained atlas renders (the viewer) before any data is loaded.
+            n_train = d.n_subjects - d.held_out_subjects
             self.build(2 if d.source == "starman2d" else 3, 3,
-                       (d.n_subjects - d.held_out_subjects) * d.n_visits)
+                       n_train if config.model.code_per == "subject" else n_train * d.n_visits)
 
     # -- data -----------------------------------------------------------------------------
     def _load_population(self):
@@ -115,16 +127,19 @@ class NAISRTask(Task):
         return load_population(resolve_input(d.source), n_surface=d.n_surface, n_off=d.n_off,
                                seed=d.seed, held_out_subjects=d.held_out_subjects)
 
-    def build(self, dim: int, n_cov: int, n_train: int) -> None:
+    def build(self, dim: int, n_cov: int, n_codes: int) -> None:
         """Create the atlas and the training codes (also when a saved run is reopened)."""
         m = self.config.model
+        if m.code_per not in ("subject", "shape"):
+            raise FieldsAppError(f"model.code_per must be 'subject' or 'shape', got {m.code_per!r}")
         field_ = AdditiveDeformationSDF(dim, n_cov, m.latent_dim,
                                         template_hidden=m.template_hidden,
                                         template_layers=m.template_layers,
                                         deform_hidden=m.deform_hidden,
-                                        deform_layers=m.deform_layers, omega0=m.omega0)
+                                        deform_layers=m.deform_layers, omega0=m.omega0,
+                                        reference_jitter=m.reference_jitter)
         self.model = nn.ModuleDict({"field": field_,
-                                    "codes": LatentTable(n_train, m.latent_dim)}).to(self.device)
+                                    "codes": LatentTable(n_codes, m.latent_dim)}).to(self.device)
         self._n_cov = n_cov
 
     @property
@@ -136,13 +151,20 @@ class NAISRTask(Task):
     def setup_data(self) -> None:
         self.data = self._load_population()
         pop = self.data
+        # The code row of each training shape: its subject's (rank among training subjects) or
+        # its own.
+        if self.config.model.code_per == "subject":
+            self.code_row = torch.unique(pop.subject[pop.train_index], return_inverse=True)[1]
+        else:
+            self.code_row = torch.arange(len(pop.train_index))
+        n_codes = int(self.code_row.max()) + 1
         if "field" not in self.model:
-            self.build(pop.dim, pop.covariates.shape[1], len(pop.train_index))
+            self.build(pop.dim, pop.covariates.shape[1], n_codes)
         elif (self.field.dim, self.field.n_cov, self.model["codes"].codes.num_embeddings) != (
-                pop.dim, pop.covariates.shape[1], len(pop.train_index)):
+                pop.dim, pop.covariates.shape[1], n_codes):
             raise FieldsAppError(
                 f"the population ({pop.dim}-D, {pop.covariates.shape[1]} covariates, "
-                f"{len(pop.train_index)} training shapes) does not match the atlas built for it "
+                f"{n_codes} training codes) does not match the atlas built for it "
                 f"({self.field.dim}-D, {self.field.n_cov}, "
                 f"{self.model['codes'].codes.num_embeddings})")
 
@@ -157,16 +179,34 @@ class NAISRTask(Task):
         these values (``z = 0``: the population atlas)."""
         names = self.covariate_names() or [f"c{i}" for i in range(self.field.n_cov)]
         values = self._view_covariates()
-        return [(n, float(v), -1.0, 1.0) for n, v in zip(names, values.tolist())]
+        out = [(n, float(v), -1.0, 1.0) for n, v in zip(names, values.tolist())]
+        n_codes = self.model["codes"].codes.num_embeddings
+        return out + [(self.CODE_SLIDER, float(getattr(self, "view_code", 0)), 0.0,
+                       float(n_codes))]
+
+    CODE_SLIDER = "code (0 = population)"
+    """The slider that picks the rendered code: 0 is ``z = 0`` (the covariates-only atlas),
+    ``k`` the ``k``-th training code (a training subject's, or shape's)."""
 
     def set_slider(self, name: str, value: float) -> None:
-        """Set one covariate of the rendered shape (the viewer's slider)."""
+        """Set one covariate of the rendered shape, or pick its code (the viewer's sliders)."""
         names = [s[0] for s in self.sliders()]
         if name not in names:
-            raise FieldsAppError(f"no covariate slider {name!r}; the sliders are {names}")
+            raise FieldsAppError(f"no naisr slider {name!r}; the sliders are {names}")
+        if name == self.CODE_SLIDER:
+            n_codes = self.model["codes"].codes.num_embeddings
+            self.view_code = min(max(int(round(value)), 0), n_codes)
+            return
         values = self._view_covariates().clone()
         values[names.index(name)] = float(value)
         self.view_covariates = values
+
+    def _view_code(self) -> Tensor | None:
+        k = int(getattr(self, "view_code", 0))
+        if k <= 0:
+            return None
+        with torch.no_grad():
+            return self.model["codes"](torch.tensor([k - 1], device=self.device))[0]
 
     def _view_covariates(self) -> Tensor:
         values = getattr(self, "view_covariates", None)
@@ -185,14 +225,16 @@ class NAISRTask(Task):
         if pop is None:
             return {}
         return {"dim": pop.dim, "covariate_names": list(pop.covariate_names),
-                "n_train": len(pop.train_index), "cov_min": pop.cov_min.tolist(),
-                "cov_max": pop.cov_max.tolist()}
+                "n_train": len(pop.train_index),
+                "n_codes": self.model["codes"].codes.num_embeddings,
+                "cov_min": pop.cov_min.tolist(), "cov_max": pop.cov_max.tolist()}
 
     def prepare_from_meta(self, meta: dict[str, Any]) -> None:
         """Build the atlas from a checkpoint's meta before its weights are loaded (the shapes
         of the networks and of the code table depend on the population)."""
         if meta and "field" not in self.model:
-            self.build(int(meta["dim"]), len(meta["covariate_names"]), int(meta["n_train"]))
+            self.build(int(meta["dim"]), len(meta["covariate_names"]),
+                       int(meta.get("n_codes", meta["n_train"])))
         if meta:
             self._meta_names = list(meta.get("covariate_names", []))
 
@@ -228,11 +270,12 @@ class NAISRTask(Task):
         pop = self.data
         n_train = len(pop.train_index)
         k = min(self.config.data.shapes_per_step, n_train)
-        rows = torch.randperm(n_train)[:k]
+        rows = self.shard(torch.randperm(n_train)[:k])
         shapes = pop.train_index[rows]
-        codes = self.model["codes"](rows.to(self.device))
+        codes = self.model["codes"](self.code_row[rows].to(self.device))
         terms = naisr_losses(self.field, *self._batch(shapes, codes,
-                                                      self.config.data.points_per_shape))
+                                                      self.config.data.points_per_shape),
+                             weights={"small": self.config.model.small_deformation})
         reg = 2.0 * min(1.0, step / 100.0) * (codes ** 2).sum(-1).mean() / codes.shape[1]
         loss = terms["total"] + reg
         return loss, {"surf": terms["surf"].item(), "off": terms["off"].item(),
@@ -325,34 +368,94 @@ class NAISRTask(Task):
         mesh = extract_mesh(sdf, resolution=max(16, resolution // 2)).mesh
         return torch.from_numpy(np.asarray(mesh.vertices)).float()
 
-    def transfer(self, subject: int) -> dict[str, float]:
-        """NAISR's patient-specific prediction: fit a code on the subject's first visit, then
-        predict every later visit from that code and the visit's covariates; Chamfer distance
-        (mean nearest-neighbour distance, both directions, summed) to the visit's true surface
-        points, against the covariates-only prediction (``z = 0``)."""
+    @staticmethod
+    def chamfer(pred: Tensor, truth: Tensor) -> float:
+        """Chamfer distance as NAISR's code computes it: mean nearest-neighbour distance from
+        each set to the other, summed (``inf`` for an empty prediction)."""
         from scipy.spatial import cKDTree
 
+        if len(pred) == 0:
+            return float("inf")
+        a, b = pred.cpu().numpy(), truth.cpu().numpy()
+        return float(cKDTree(b).query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
+
+    def reconstruct(self, shapes: Tensor, steps: int = 200) -> dict[str, Any]:
+        """NAISR's reconstruction of unseen shapes: optimise only their codes (networks frozen,
+        covariates known); per shape, the surface error ``mean |ŝ|`` and the Chamfer distance
+        of the zero level set to the true surface points, with the fitted code and with
+        ``z = 0`` (the covariates-only prediction)."""
+        pop = self.data
+        z = self.fit_codes(shapes, steps=steps)
+        rows = []
+        for k, r in enumerate(shapes.tolist()):
+            one = torch.tensor([r])
+            c, truth = pop.covariates[r], pop.surface[r]
+            rows.append({"shape": r, "subject": pop.subject_names[int(pop.subject[r])],
+                         "visit": int(pop.visit[r]),
+                         "surface_error_z0": self.surface_error(one, None),
+                         "surface_error_fitted": self.surface_error(one, z[k:k + 1]),
+                         "chamfer_z0": self.chamfer(self.surface_points(c, None), truth),
+                         "chamfer_fitted": self.chamfer(self.surface_points(c, z[k]), truth)})
+        return {"shapes": rows, "codes": z}
+
+    def transfer(self, subject: int, covariates: Tensor | None = None) -> dict[str, Any]:
+        """NAISR's patient-specific prediction: fit a code on the subject's first visit, then
+        predict its later visits from that code and each visit's covariates, scored by Chamfer
+        distance to the visit's true surface against the covariates-only prediction
+        (``z = 0``). With ``covariates`` (``[K, C]``, scaled like the data), predict those
+        instead (no ground truth, so no scores)."""
         pop = self.data
         rows = (pop.subject == subject).nonzero().squeeze(1)
         rows = rows[torch.argsort(pop.visit[rows])]
-        if len(rows) < 2:
-            raise FieldsAppError(f"subject {subject} has a single visit: nothing to predict")
+        if len(rows) == 0:
+            raise FieldsAppError(f"no shape of subject {subject}")
+        if covariates is None and len(rows) < 2:
+            raise FieldsAppError(f"subject {pop.subject_names[subject]} has a single visit: "
+                                 "nothing to predict (give target covariates)")
         z = self.fit_codes(rows[:1], steps=200)[0]
-
-        def chamfer(pred: Tensor, truth: Tensor) -> float:
-            if len(pred) == 0:
-                return float("inf")
-            a, b = pred.numpy(), truth.numpy()
-            return float(cKDTree(b).query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
-
+        held_out = bool((pop.subject[pop.test_index] == subject).any())
+        out: dict[str, Any] = {"subject": pop.subject_names[subject], "held_out": held_out,
+                               "fitted_on_visit": int(pop.visit[rows[0]]), "code": z}
+        if covariates is not None:
+            out["predictions"] = [{"covariates": c.tolist(), "points": self.surface_points(c, z)}
+                                  for c in torch.as_tensor(covariates).float()]
+            return out
         with_code, population = [], []
         for r in rows[1:].tolist():
-            truth = pop.surface[r]
-            c = pop.covariates[r]
-            with_code.append(chamfer(self.surface_points(c, z), truth))
-            population.append(chamfer(self.surface_points(c, None), truth))
-        return {"chamfer_transfer": float(np.mean(with_code)),
-                "chamfer_covariates_only": float(np.mean(population))}
+            truth, c = pop.surface[r], pop.covariates[r]
+            with_code.append(self.chamfer(self.surface_points(c, z), truth))
+            population.append(self.chamfer(self.surface_points(c, None), truth))
+        out["visits"] = [int(pop.visit[r]) for r in rows[1:].tolist()]
+        out["chamfer_transfer_per_visit"] = with_code
+        out["chamfer_covariates_only_per_visit"] = population
+        out["chamfer_transfer"] = float(np.mean(with_code))
+        out["chamfer_covariates_only"] = float(np.mean(population))
+        return out
+
+    def write_shape(self, path: Path, c: Tensor, z: Tensor | None, resolution: int = 128,
+                    size: int = 256) -> Path:
+        """The shape ``s(·; c, z) = 0`` to a file: a mesh (3-D; marching cubes at
+        ``resolution``³ on ``[−1, 1]³``; ``.ply``/``.obj``) or a picture of the 2-D field
+        (``.png``)."""
+        f = self.field
+        f.eval()
+        c = c.to(self.device).float()
+        zz = None if z is None else z.to(self.device).float()
+        if f.dim == 2:
+            from app.imaging import save_image
+
+            cam = self.default_camera(size, size)
+            save_image(path, self.render(cam, "sdf", covariates=c,
+                                         code=torch.zeros(f.latent_dim) if zz is None else zz))
+            return path
+        from renderer.meshing import export_mesh, extract_mesh
+
+        def sdf(x: Tensor) -> Tensor:
+            with torch.no_grad():
+                return f.sdf(x, c, zz)
+
+        export_mesh(extract_mesh(sdf, resolution=resolution).mesh, path)
+        return path
 
     def evolution_strip(self, covariate: int, steps: int = 5, size: int = 128,
                         z: Tensor | None = None) -> np.ndarray:
@@ -366,7 +469,9 @@ class NAISRTask(Task):
         for v in np.linspace(-1, 1, steps):
             c = torch.zeros(n)
             c[covariate] = float(v)
-            frames.append(self.render(cam, "sdf", covariates=c))
+            frames.append(self.render(cam, "sdf", covariates=c,
+                                      code=torch.zeros(self.field.latent_dim) if z is None
+                                      else z))
         return np.concatenate(frames, axis=1)
 
     def default_camera(self, width: int = 256, height: int = 256) -> Camera:
@@ -375,10 +480,11 @@ class NAISRTask(Task):
     def render(self, camera: Camera, mode: str = "sdf", *,
                background: tuple[float, float, float] | None = None,
                light_dir: tuple[float, float, float] | None = None,
-               covariates: Tensor | None = None) -> np.ndarray:
+               covariates: Tensor | None = None, code: Tensor | None = None) -> np.ndarray:
         """2-D: the SDF over ``[−1, 1]²`` (blue inside, orange outside, iso-bands, the zero
         line); 3-D: the zero level set sphere-traced. ``sdf`` uses ``covariates`` (default: the
-        viewer's sliders, 0 until moved) and ``z = 0``; ``template`` is ``T`` alone."""
+        viewer's sliders, 0 until moved) and ``code`` (default: the viewer's code slider,
+        ``z = 0`` until moved); ``template`` is ``T`` alone."""
         if mode not in self.render_modes:
             raise FieldsAppError(f"unknown render mode {mode!r}; naisr renders "
                                  f"{self.render_modes}")
@@ -386,10 +492,13 @@ class NAISRTask(Task):
         f.eval()
         c = (self._view_covariates() if covariates is None
              else torch.as_tensor(covariates).float())
+        z = self._view_code() if code is None else torch.as_tensor(code).float()
 
         def sdf(x: Tensor) -> Tensor:
             with torch.no_grad():
-                return f.template_sdf(x) if mode == "template" else f.sdf(x, c.to(x), None)
+                if mode == "template":
+                    return f.template_sdf(x)
+                return f.sdf(x, c.to(x), None if z is None else z.to(x))
 
         if f.dim == 2:
             h, w = camera.height, camera.width
@@ -424,17 +533,19 @@ class NAISRTask(Task):
         pop = self.data
         out: dict[str, Any] = {"shapes": int(pop.covariates.shape[0]),
                                "train_shapes": len(pop.train_index)}
-        codes = self.model["codes"](torch.arange(len(pop.train_index), device=self.device))
+        codes = self.model["codes"](self.code_row.to(self.device))
         out["train_surface_error"] = self.surface_error(pop.train_index, codes.detach())
         out["train_surface_error_population"] = self.surface_error(pop.train_index, None)
         if len(pop.test_index):
-            test = pop.test_index
-            before = self.surface_error(test, None)
-            z = self.fit_codes(test, steps=200)
-            after = self.surface_error(test, z)
+            rec = self.reconstruct(pop.test_index, steps=200)["shapes"]
+            before = float(np.mean([r["surface_error_z0"] for r in rec]))
+            after = float(np.mean([r["surface_error_fitted"] for r in rec]))
             out.update({"heldout_surface_error_z0": before,
                         "heldout_surface_error_fitted": after,
-                        "heldout_reduction": 1.0 - after / max(before, 1e-12)})
+                        "heldout_reduction": 1.0 - after / max(before, 1e-12),
+                        "heldout_chamfer_z0": float(np.mean([r["chamfer_z0"] for r in rec])),
+                        "heldout_chamfer_fitted": float(np.mean([r["chamfer_fitted"]
+                                                                 for r in rec]))})
         if getattr(pop, "parts", None) is not None:
             out["evolution_left_arm_ratio"] = self.evolution_ratio(0, 2)
         subjects = torch.unique(pop.subject[pop.test_index]).tolist()

@@ -270,7 +270,8 @@ class NeRFTask(Task):
                              occ_thre=r.occupancy_threshold,
                              warmup_steps=r.occupancy_warmup // r.occupancy_every)
         rays_o, rays_d, rgb = self._rays
-        idx = torch.randint(0, rays_o.shape[0], (self.config.data.batch_rays,), device=self.device)
+        idx = self.shard(torch.randint(0, rays_o.shape[0], (self.config.data.batch_rays,),
+                                       device=self.device))
         o, d, target = rays_o[idx], rays_d[idx], rgb[idx]
         ray_indices, t0, t1 = self.grid.sample(o, d, self.near, self.far, self.step_size,
                                                stratified=True)

@@ -285,7 +285,8 @@ class NeuSTask(Task):
         if step % cfg.render.occupancy_every == 0:
             self.update_grid(step // cfg.render.occupancy_every)
         rays_o, rays_d, rgb = self._rays
-        idx = torch.randint(0, rays_o.shape[0], (cfg.data.batch_rays,), device=self.device)
+        idx = self.shard(torch.randint(0, rays_o.shape[0], (cfg.data.batch_rays,),
+                                       device=self.device))
         o, d, target = rays_o[idx], rays_d[idx], rgb[idx]
         anneal = cfg.loss.cos_anneal_steps
         self.cos_anneal_ratio = 1.0 if anneal <= 0 else min(1.0, step / anneal)
@@ -417,7 +418,7 @@ class NeuSTask(Task):
 
     def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
                  resolution: int | None = None, n_samples: int = 100_000,
-                 progress: bool = False, max_views: int | None = None) -> dict[str, Any]:
+                 progress: bool = False, max_views: int | None = None, **_: Any) -> dict[str, Any]:
         """PSNR / SSIM on held-out views (training views if none), and Chamfer-L1, normal
         consistency, F-score and IoU against ``reference`` when there is one."""
         if self.train_set is None:

@@ -225,7 +225,8 @@ class SDFTask(MeshFieldState, Task):
         if self.samples is None:
             raise RuntimeError("setup_data() must run before training")
         n = len(self.samples)
-        idx = torch.randint(0, n, (self.config.data.batch_size,), device=self.device)
+        idx = self.shard(torch.randint(0, n, (self.config.data.batch_size,),
+                                       device=self.device))
         if self.config.model.encoding_type == "rbf":
             if self._neighbours is None:  # every pool point's k nearest kernels (frozen centres)
                 self._neighbours = self.model.rbf.neighbours(self.samples.points)
@@ -298,7 +299,7 @@ class SDFTask(MeshFieldState, Task):
 
     def evaluate(self, reference: str | Path | None = None, mesh: str | Path | None = None,
                  resolution: int | None = None, n_samples: int = 100_000,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, **_: Any) -> dict[str, Any]:
         """Compare the field's mesh (or an exported ``mesh``) with ``reference`` (default: the
         training mesh) by Chamfer-L1, normal consistency, F-score@1% and volumetric IoU."""
         return compare_to_reference(

@@ -4,6 +4,7 @@ and optimising only the code of a held-out shape fits it; the run reopens."""
 
 from __future__ import annotations
 
+import json
 import time
 from functools import cache
 from pathlib import Path
@@ -19,9 +20,8 @@ from renderer.cameras import Camera
 
 @cache
 def _trained(root: str):
-    cfg = get_preset("starman2d-naisr")
-    cfg.data.n_subjects, cfg.data.n_visits, cfg.data.held_out_subjects = 20, 3, 4
-    cfg.trainer.steps = 800
+    cfg = get_preset("starman2d-naisr")  # 100 subjects × 3 visits, as shipped…
+    cfg.trainer.steps = 1000  # …but 1000 steps instead of 1200: under a minute on 2 cores
     t0 = time.perf_counter()
     task, _ = train(cfg, Path(root) / "run", progress=False, log=lambda m: None)
     return task, Path(root) / "run", time.perf_counter() - t0
@@ -32,17 +32,21 @@ def trained(tmp_path_factory):
     return _trained(str(tmp_path_factory.mktemp("naisr")))
 
 
-def test_fit_evolution_and_reconstruction(trained):
-    """Checks 6 (fit) and 7 (evolution ≥ 5×, with the right-arm covariate as the negative
-    control). Check 8 (> 50 % reconstruction gain) is not reached yet — measured 27 % — so only
-    its direction is asserted; docs/naisr.md keeps the numbers (issue 8 is in progress)."""
+def test_fit_evolution_reconstruction_and_transfer(trained):
+    """Checks 6 (fit), 7 (evolution ≥ 5×, with the right-arm covariate as the negative control),
+    8 (held-out surface error after 200 code steps; measured 38 % less at this length, 42 % at
+    1200 steps, 48 % at 3000 — the spec's > 50 % is not met in 2-D, docs/naisr.md; asserted
+    > 30 % here, as thread counts change the last digits of training) and
+    9 (transfer beats the covariates-only prediction, over the 10 held-out subjects)."""
     task, _, seconds = trained
     m = task.evaluate()
     print(f"\n[naisr 2-D: {seconds:.0f} s to train; {m}]", end="")
     assert m["train_surface_error"] < 0.01                       # check 6
     assert m["evolution_left_arm_ratio"] >= 5.0                  # check 7
     assert task.evolution_ratio(covariate=1, part=2) < 1.0      # negative control
-    assert m["heldout_surface_error_fitted"] < m["heldout_surface_error_z0"]
+    assert m["heldout_reduction"] > 0.3                          # check 8 (see docstring)
+    assert m["heldout_chamfer_fitted"] < m["heldout_chamfer_z0"]
+    assert m["chamfer_transfer"] < m["chamfer_covariates_only"]  # check 9
 
 
 def test_the_run_reopens_and_renders(trained):
@@ -65,7 +69,7 @@ def test_transfer_and_the_evolve_command(trained, tmp_path, capsys):
     task, run_dir, _ = trained
     subject = int(task.data.subject[task.data.test_index[0]])
     t = task.transfer(subject)
-    # Check 9 (transfer beats covariates-only) is not met yet; both must be real distances.
+    # One subject (check 9 is over all held-out subjects above): both are real distances.
     assert 0 < t["chamfer_transfer"] < 0.5 and 0 < t["chamfer_covariates_only"] < 0.5
     out = tmp_path / "strip.png"
     assert main(["evolve", str(run_dir), "--covariate", "left_arm", "--out", str(out),
@@ -87,13 +91,50 @@ def test_viewer_covariate_sliders_drive_the_render(trained):
     ctl = ViewerController(run_dir=run_dir, view_size=(32, 32))
     ctl.render.render_scale = 1.0
     sliders = ctl.task_sliders()
-    assert [s[0] for s in sliders] == ["left_arm", "right_arm", "leg_spread"]
-    assert all(s[1:] == (0.0, -1.0, 1.0) for s in sliders)
+    code = "code (0 = population)"
+    assert [s[0] for s in sliders] == ["left_arm", "right_arm", "leg_spread", code]
+    assert all(s[1:] == (0.0, -1.0, 1.0) for s in sliders[:3])
+    assert sliders[3][1:] == (0.0, 0.0, 90.0)  # 90 training subjects' codes
     before = ctl.render_frame(1).image.copy()
     ctl.set_task_slider("left_arm", 1.0)
     assert ctl.task_sliders()[0][1] == 1.0
     after = ctl.render_frame(1).image
     assert np.abs(after - before).mean() > 1e-3  # the arm moved in the view
+    ctl.set_task_slider(code, 7)  # a training subject's own code: its build and thickness
+    assert np.abs(ctl.render_frame(1).image - after).mean() > 1e-4
     ctl.set_task_slider("nose", 0.3)  # an unknown slider: reported, not a crash
     assert "nose" in ctl.messages[-1]
     ctl.close(save=False)
+
+
+def test_reconstruct_and_transfer_commands(trained, tmp_path, capsys):
+    from app.cli import main
+
+    task, run_dir, _ = trained
+    shape = int(task.data.test_index[0])
+    out = tmp_path / "rec"
+    assert main(["reconstruct", str(run_dir), "--shapes", str(shape), "--steps", "40",
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    row = report["shapes"][0]
+    assert row["shape"] == shape and row["surface_error_fitted"] < row["surface_error_z0"]
+    assert (out / f"shape_{shape:04d}.png").is_file() and (out / "codes.safetensors").is_file()
+    assert json.loads((out / "reconstruct.json").read_text())["steps"] == 40
+    with pytest.raises(SystemExit, match="no shape 100000"):
+        main(["reconstruct", str(run_dir), "--shapes", "100000"])
+
+    subject = task.data.subject_names[int(task.data.subject[shape])]
+    out = tmp_path / "tr"
+    assert main(["transfer", str(run_dir), "--subject", subject, "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["chamfer_transfer_per_visit"]) == 2 and len(report["written"]) == 4
+    # Given covariates (raw values) instead of the later visits: predictions, no scores.
+    raw = task.data.covariates_raw[shape].tolist()
+    text = ",".join(f"{n}={v}" for n, v in zip(task.data.covariate_names, raw))
+    assert main(["transfer", str(run_dir), "--subject", subject, "--covariates", text]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert np.allclose(report["targets"][0], task.data.covariates[shape].tolist(), atol=1e-5)
+    with pytest.raises(SystemExit, match="no such subject"):
+        main(["transfer", str(run_dir), "--subject", "nobody"])
+    with pytest.raises(SystemExit, match="missing"):
+        main(["transfer", str(run_dir), "--subject", subject, "--covariates", "left_arm=1"])

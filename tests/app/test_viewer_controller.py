@@ -117,10 +117,13 @@ def test_render_settings_change_the_image(ctl):
 def test_every_task_opens_and_renders_its_modes(tmp_path):
     root = spot_blender_dataset(tmp_path / "spot", n_train=2, n_test=1, size=12)
     for preset in ("spot-sdf", "spot-nerf", "spot-neus", "astronaut-image", "tshirt-csp",
-                   "olat-relight", "starman2d-naisr", "starman-naisr"):
+                   "olat-relight", "starman2d-naisr", "starman-naisr", "discs-ddmi",
+                   "shapes3d-ddmi"):
         cfg = _tiny_sdf() if preset == "spot-sdf" else get_preset(preset)
         if preset.endswith("naisr"):
             cfg.model.template_hidden = cfg.model.deform_hidden = 16
+        elif preset.endswith("ddmi"):
+            cfg.data.n_train, cfg.data.n_test, cfg.data.n_points = 8, 16, 128
         elif preset == "olat-relight":
             cfg.data.n_lights, cfg.data.n_views, cfg.data.size = 8, 2, 16
         elif preset == "tshirt-csp":  # the shipped open cloth

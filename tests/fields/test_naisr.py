@@ -116,3 +116,21 @@ def test_losses_have_every_term_and_backpropagate():
     assert all(q.grad is not None for q in m.template.parameters())
     with pytest.raises(ValueError, match="covariates"):
         m.sdf(p, torch.zeros(64, 2), z)
+
+
+def test_small_deformation_term_is_the_mean_squared_displacement():
+    """Off by default (as in the released code); with a weight it is Σ_i mean ‖d_i‖² on the
+    surface points of the population prediction (z = 0: the covariates alone), and the total
+    grows by exactly weight × term."""
+    m = _model()
+    p, c, z = _inputs(64)
+    normals = torch.nn.functional.normalize(torch.randn(64, 2), dim=-1)
+    args = (m, p, normals, p * 0.5, torch.rand(64) - 0.5, c, c, z, z)
+    base = naisr_losses(*args)
+    assert "small" not in base
+    terms = naisr_losses(*args, weights={"small": 7.0})
+    expected = m.displacements(p, c, None).pow(2).sum(-1).mean(1).sum()
+    assert not torch.allclose(expected, m.displacements(p, c, z).pow(2).sum(-1).mean(1).sum())
+    assert torch.allclose(terms["small"], expected, rtol=1e-5)
+    assert torch.allclose(terms["total"], base["total"] + 7.0 * expected, rtol=1e-6)
+    assert not torch.allclose(terms["total"], base["total"], rtol=1e-6)

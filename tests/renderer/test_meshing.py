@@ -398,7 +398,9 @@ def test_result_and_module_surface():
     result = extract_mesh(sphere_sdf(0.5), resolution=32)
     assert isinstance(result, MeshResult)
     assert 0 < result.evaluation_fraction <= 1
-    assert set(meshing.__all__) == {"MeshResult", "extract_mesh", "export_mesh"}
+    assert set(meshing.__all__) == {
+        "MeshResult", "MeshMemoryError", "extract_mesh", "estimate_mesh_memory", "export_mesh",
+    }
 
 
 def test_docstring_examples_run():
@@ -503,3 +505,89 @@ def test_upsample_is_trilinear_interpolation():
 def test_skimage_mask_convention_is_known():
     """The probe finds which corner scikit-image reads a cube's mask at (1 in 0.26: the upper)."""
     assert meshing._skimage_mask_offset() in (0, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# 7. Marching cubes in slabs
+
+
+def same_triangles(a: trimesh.Trimesh, b: trimesh.Trimesh, atol: float = 1e-5) -> bool:
+    """Same oriented triangles, vertices matched within ``atol`` (co-located vertices — a vertex
+    on a grid point, one per edge that meets there — count as one position)."""
+    tree = cKDTree(a.vertices)
+
+    def canonical(vertices: np.ndarray) -> np.ndarray | None:
+        near = tree.query_ball_point(vertices, atol)
+        if any(len(n) == 0 for n in near):
+            return None
+        return np.array([min(n) for n in near])
+
+    ids_a, ids_b = canonical(a.vertices), canonical(b.vertices)
+    if ids_b is None or len(a.faces) != len(b.faces):
+        return False
+
+    def rows(faces: np.ndarray) -> np.ndarray:
+        first = np.argmin(faces, axis=1)[:, None]  # rotate to the smallest id: keeps orientation
+        rotated = np.take_along_axis(faces, (first + np.arange(3)) % 3, axis=1)
+        return rotated[np.lexsort(rotated.T[::-1])]
+
+    return bool(np.array_equal(rows(ids_a[a.faces]), rows(ids_b[b.faces])))
+
+
+@pytest.mark.parametrize(
+    "name,sdf,method,resolution,in_slabs",
+    [
+        ("composite", composite_sdf, "coarse_to_fine", 128, True),
+        ("composite", composite_sdf, "dense", 72, True),
+        # Faces on grid planes (h = 1/32): whole rows of grid points lie exactly on the surface.
+        # Across x = ±0.25 no seam may be cut (a vertex would sit on a grid point of it)...
+        ("x-aligned box", lambda x: box_sdf(x, (0.0, 0.0, 0.0), (0.25, 0.3, 0.41)),
+         "coarse_to_fine", 65, True),
+        # ...and with a face across every x plane of the box there is no seam at all: one slab.
+        ("y-aligned box", lambda x: box_sdf(x, (0.0, 0.0, 0.0), (0.3, 0.375, 0.41)),
+         "coarse_to_fine", 65, False),
+        ("steep", lambda x: 3.0 * composite_sdf(x), "coarse_to_fine", 100, True),
+    ],
+)
+def test_slabs_give_the_single_volume_mesh(
+    monkeypatch, name, sdf, method, resolution, in_slabs
+):
+    """Marching cubes slab by slab, welded, is the one-call mesh (same triangles, closed)."""
+    sdf64 = sdf
+    sdf = lambda x: sdf64(x.double()).float()  # no ulp noise between the two runs
+    kwargs = {"resolution": resolution, "method": method, "coarse_resolution": 17}
+    if name == "steep":
+        kwargs["margin"] = 1.0  # surface following must grow the marked cells across seams
+    whole = extract_mesh(sdf, **kwargs)
+    calls = []
+    real = meshing.measure.marching_cubes
+
+    def counting(volume, *args, **kw):
+        calls.append(volume.shape[0])
+        return real(volume, *args, **kw)
+
+    monkeypatch.setattr(meshing, "_MC_SLAB_POINTS", resolution * resolution // 2)
+    monkeypatch.setattr(meshing.measure, "marching_cubes", counting)
+    slabs = extract_mesh(sdf, **kwargs)
+    if in_slabs:
+        assert len(calls) > 4 and max(calls) < resolution // 4
+    else:
+        assert len(calls) == 1
+    assert slabs.num_evaluations == whole.num_evaluations
+    assert len(slabs.mesh.vertices) == len(whole.mesh.vertices)
+    assert same_triangles(slabs.mesh, whole.mesh)
+    assert slabs.mesh.is_watertight == whole.mesh.is_watertight
+    if name != "steep":
+        assert slabs.mesh.is_watertight
+
+
+def test_seams_avoid_planes_with_vertices_on_grid_points():
+    values = np.ones((6, 5, 5), dtype=np.float32)
+    values[:, 2, 2] = 0.0  # on the level set at a grid point of every plane
+    assert not meshing._clean_seam(values, 3, 0.0, 2.0**-12)
+    values[:, 2, 2] = 0.25  # between grid points: fine
+    values[:, 2, 3] = -0.25
+    assert meshing._clean_seam(values, 3, 0.0, 2.0**-12)
+    values[3, 2, 2] = 1e-6  # a vertex this close to the point would round onto it
+    assert not meshing._clean_seam(values, 3, 0.0, 2.0**-12)
+    assert meshing._slab_end(values, 0, 3, 0.0, 2.0**-12) == 2
