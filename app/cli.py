@@ -527,7 +527,7 @@ def _cmd_evolve(args) -> int:
 def _cmd_sample(args) -> int:
     import numpy as np
 
-    from app.imaging import save_image
+    from app.imaging import contact_sheet, save_image
     from app.run import load_run
 
     run = load_run(args.run_dir, device=args.device or "cpu")
@@ -563,14 +563,8 @@ def _cmd_sample(args) -> int:
             facts.append({"sample": k, "faces": len(mesh.faces),
                           "watertight": bool(mesh.is_watertight) if len(mesh.faces) else False})
             tiles.append(task.render_mesh(mesh, cam))
-    cols = min(len(tiles), 8)
-    rows = -(-len(tiles) // cols)
-    th, tw = tiles[0].shape[:2]
-    grid = np.ones((rows * th + (rows - 1) * 2, cols * tw + (cols - 1) * 2, 3))
-    for k, t in enumerate(tiles):
-        r, c = divmod(k, cols)
-        grid[r * (th + 2):r * (th + 2) + th, c * (tw + 2):c * (tw + 2) + tw] = t
-    save_image(out / "samples.png", grid)
+    framed = [np.pad(t, ((1, 1), (1, 1), (0, 0)), constant_values=1.0) for t in tiles]
+    save_image(out / "samples.png", contact_sheet(framed, columns=min(len(tiles), 8)))
     written.append(str(out / "samples.png"))
     print(json.dumps({"run_dir": str(args.run_dir), "n": args.n, "seed": args.seed,
                       "prior": args.prior, "details": facts, "written": written}, indent=2))

@@ -20,13 +20,10 @@ import torch
 
 
 def _gallery(tiles: list[np.ndarray], cols: int) -> np.ndarray:
-    th, tw = tiles[0].shape[:2]
-    rows = -(-len(tiles) // cols)
-    out = np.ones((rows * (th + 2), cols * (tw + 2), 3))
-    for k, t in enumerate(tiles):
-        r, c = divmod(k, cols)
-        out[r * (th + 2):r * (th + 2) + th, c * (tw + 2):c * (tw + 2) + tw] = t
-    return out
+    from app.imaging import contact_sheet
+
+    return contact_sheet([np.pad(t, ((1, 1), (1, 1), (0, 0)), constant_values=1.0)
+                          for t in tiles], columns=cols)
 
 
 def main(argv: list[str] | None = None) -> int:
