@@ -105,9 +105,10 @@ def train(
     task.setup_data()
     save_run_config(config, run_dir)
     trainer = Trainer(task, config.trainer, run_dir, restart=restart, progress=progress, log=log)
-    if restart and (run_dir / "checkpoints").is_dir():
+    if restart and trainer.is_main and (run_dir / "checkpoints").is_dir():
         import shutil
 
+        # Rank 0 only (the others never resume when restarting, and write nothing).
         shutil.rmtree(run_dir / "checkpoints")
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     result = trainer.fit()
