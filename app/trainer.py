@@ -213,6 +213,8 @@ class Trainer:
         scales = lr_scales(self.step) if lr_scales is not None else None
         for i, g in enumerate(self.optimizer.param_groups):
             g["lr"] = self.cfg.lr * g["lr_factor"] * f * (1.0 if scales is None else scales[i])
+        # Logged: the trainer's rate at this step, times the task's largest stage scale.
+        lr_now = self.cfg.lr * f * (max(scales) if scales else 1.0)
         self.task.model.train()
         # Step s draws from its own stream, seeded by (seed, s): every data-parallel rank draws
         # the same global batch whatever the others consumed before, a resumed run draws what an
@@ -241,14 +243,14 @@ class Trainer:
                     f"checkpoint is intact — try a lower learning rate (--trainer.lr)"
                 )
             self.step += 1
-            return {"loss": value, "skipped": 1.0, "lr": self.cfg.lr * f}
+            return {"loss": value, "skipped": 1.0, "lr": lr_now}
         self._nonfinite = 0
         if loss.requires_grad:  # a batch with nothing to learn from (e.g. no samples) skips
             loss.backward()
             self.optimizer.step()
         self.step += 1
         self.last_loss = value
-        return {"loss": value, "lr": self.cfg.lr * f, **extras}
+        return {"loss": value, "lr": lr_now, **extras}
 
     def _average(self, loss: torch.Tensor, extras: dict[str, float]
                  ) -> tuple[float, dict[str, float]]:
