@@ -673,6 +673,12 @@ def _check_count(n: int, max_primitives: int) -> None:
         raise ValueError(f"max_primitives must be at least 1, got {max_primitives}")
 
 
+def _check_kinds(kinds: Sequence[str], names: tuple[str, ...]) -> None:
+    unknown = [k for k in kinds if k not in names]
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be a non-empty subset of {names}, got {tuple(kinds)}")
+
+
 def _check_range(name: str, lo: float, hi: float, top: float) -> None:
     if not 0 < lo <= hi < top:
         raise ValueError(f"{name} must satisfy 0 < low <= high < {top}, got ({lo}, {hi})")
@@ -703,9 +709,7 @@ def make_procshapes_2d(
     _check_count(n, max_primitives)
     _check_range("size_range", size_range[0], size_range[1], BOUND)
     names = ShapeSet2D.KINDS
-    unknown = [k for k in kinds if k not in names]
-    if unknown or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of {names}, got {tuple(kinds)}")
+    _check_kinds(kinds, names)
     rng = np.random.default_rng(seed)
     kind = np.full((n, max_primitives), -1, dtype=np.int64)
     params = np.zeros((n, max_primitives, 6))
@@ -784,9 +788,7 @@ def make_primitives_3d(
     _check_count(n, max_primitives)
     _check_range("size_range", size_range[0], size_range[1], BOUND)
     names = ShapeSet3D.KINDS
-    unknown = [k for k in kinds if k not in names]
-    if unknown or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of {names}, got {tuple(kinds)}")
+    _check_kinds(kinds, names)
     rng = np.random.default_rng(seed)
     kind = np.full((n, max_primitives), -1, dtype=np.int64)
     params = np.zeros((n, max_primitives, 15))

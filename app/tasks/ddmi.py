@@ -29,6 +29,7 @@ Each stage has its own cosine learning-rate schedule (:meth:`DDMITask.lr_scales`
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,18 +210,9 @@ class DDMITask(Task):
             net = MLPDenoiser(int(np.prod(latent)), m.mlp_hidden)
         alphas = torch.cumprod(1 - ddmi_betas(m.timesteps), 0)
         denoiser = MixedPrediction(net, latent[0], alphas)
-        ema = MixedPrediction(type(net)(*self._net_args(net, latent)), latent[0], alphas)
-        ema.load_state_dict(denoiser.state_dict())
-        for p in ema.parameters():
-            p.requires_grad_(False)
+        ema = copy.deepcopy(denoiser).requires_grad_(False)
         self.model = nn.ModuleDict({"vae": vae, "mlp": mlp, "denoiser": denoiser, "ema": ema,
                                     "stats": _Stats()}).to(self.device)
-
-    def _net_args(self, net: nn.Module, latent: tuple[int, ...]) -> tuple:
-        m = self.config.model
-        if isinstance(net, LatentUNet):
-            return (latent[0], m.unet_channels, m.unet_mult)
-        return (int(np.prod(latent)), m.mlp_hidden)
 
     @property
     def vae(self) -> nn.Module:
@@ -520,9 +512,7 @@ class DDMITask(Task):
             else:
                 if self.data is None:
                     self.setup_data()
-                g = torch.Generator().manual_seed(self.view_seed)
-                pick = self.test_index[torch.randperm(len(self.test_index), generator=g)[:16]]
-                fields_ = self.fields_of(pick)
+                fields_ = self.fields_of(self._shown_held_out())
             self._cache[key] = fields_
         return self._cache[key]
 
@@ -577,34 +567,43 @@ class DDMITask(Task):
             return self._data_gallery(h, w)
         fields_ = self._gallery_fields("samples" if mode == "samples" else "reconstruction")
         th, tw = max(h // 4, 1), max(w // 4, 1)
+        return self._mosaic([self._tile(f, th, tw, camera) for f in fields_[:16]], h, w)
+
+    def _shown_held_out(self) -> Tensor:
+        """The (up to) 16 held-out shapes the ``data`` and ``reconstruction`` galleries show
+        (chosen by the seed slider)."""
+        g = torch.Generator().manual_seed(self.view_seed)
+        return self.test_index[torch.randperm(len(self.test_index), generator=g)[:16]]
+
+    @staticmethod
+    def _mosaic(tiles: list[Tensor], h: int, w: int) -> np.ndarray:
+        """Tiles ``[h/4, w/4, 3]`` on a 4×4 grid of an ``h × w`` white picture."""
+        th, tw = max(h // 4, 1), max(w // 4, 1)
         out = torch.ones(h, w, 3)
-        for k, f in enumerate(fields_[:16]):
+        for k, t in enumerate(tiles[:16]):
             r, c = divmod(k, 4)
-            out[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = self._tile(f, th, tw, camera)
+            out[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = t
         return out.clamp(0, 1).cpu().numpy()
 
     def _data_gallery(self, h: int, w: int) -> np.ndarray:
         th, tw = max(h // 4, 1), max(w // 4, 1)
-        out = torch.ones(h, w, 3)
-        g = torch.Generator().manual_seed(self.view_seed)
-        pick = self.test_index[torch.randperm(len(self.test_index), generator=g)[:16]]
-        for k, i in enumerate(pick.tolist()):
-            r, c = divmod(k, 4)
+        tiles = []
+        for i in self._shown_held_out().tolist():
             if self.dim == 2 and self.shapes is not None:
                 from fields.ddmi.planes import grid_coords
 
-                xy = grid_coords(th, tw)
-                v = (self.shapes.sdf([i], xy)[0] < 0).float().reshape(th, tw)
-            elif self.dim == 2:
-                v = F.interpolate(self.rasters[i:i + 1], size=(th, tw), mode="bilinear")[0, 0]
+                v = (self.shapes.sdf([i], grid_coords(th, tw))[0] < 0).float().reshape(th, tw, 1)
+            elif self.dim == 2:  # an image folder: its pictures, in colour
+                v = F.interpolate(self.rasters[i:i + 1], size=(th, tw), mode="bilinear",
+                                  antialias=True)[0].permute(1, 2, 0)
             else:
                 pts = self.point_pool[i]
-                v = torch.zeros(th, tw)
+                v = torch.zeros(th, tw, 1)
                 x = ((pts[:, 0] + 1) / 2 * (tw - 1)).round().long().clamp(0, tw - 1)
                 y = ((1 - pts[:, 1]) / 2 * (th - 1)).round().long().clamp(0, th - 1)
                 v[y, x] = 1.0  # the input point cloud, seen along z
-            out[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = v[..., None]
-        return out.numpy()
+            tiles.append(v.expand(-1, -1, 3) if v.shape[-1] == 1 else v)
+        return self._mosaic(tiles, h, w)
 
     def properties(self) -> dict[str, Any]:
         p = super().properties()

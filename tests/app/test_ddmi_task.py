@@ -172,6 +172,11 @@ def test_folders_of_images_and_meshes(tmp_path):
     m = task.evaluate(generated=2)
     assert 0.0 <= m["recon_l1_16"] <= 1.0 and m["render_37x53"] == [37, 53]
     assert task.image_of(task.sample_fields(1)[0], 20, 30).shape == (20, 30, 3)
+    from renderer.cameras import Camera
+
+    shown = task.render(Camera.orbit(0.0, 0.0, 3.0, width=64, height=64), "data")
+    assert shown.shape == (64, 64, 3)
+    assert np.abs(shown[..., 0] - shown[..., 2]).max() > 0.05  # the pictures, in colour
 
     meshes = tmp_path / "meshes"
     meshes.mkdir()
